@@ -1,0 +1,98 @@
+"""The call protocol between a handle and its actor.
+
+A caller wraps a request in a ``Call``: an event, an outcome slot, the caller's effective
+deadline (cancel scopes do not cross tasks, so the deadline travels in the message) and an
+``abandoned`` flag. The actor replies synchronously and never waits on a caller.
+
+Cancellation rules (also in design/actors.md):
+- caller cancelled while its call is queued: the actor skips it;
+- caller cancelled during a read: the read is interrupted, the result dropped;
+- caller cancelled during a write: the write commits or rolls back as a whole; the answer is
+  dropped;
+- actor gone: every queued and future call fails with EngineClosed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Generic, TypeVar
+
+import attrs
+import outcome
+import trio
+
+from ._errors import EngineClosed, Overloaded
+
+Req = TypeVar("Req")
+
+
+@attrs.define(eq=False)
+class Call(Generic[Req]):
+    request: Req
+    deadline: float = math.inf
+    enqueued_at: float = 0.0
+    attempts: int = 0
+    abandoned: bool = False  # written by the caller's task, read by the actor (and SQLite's
+    #                          progress handler): a plain flag, never a lock
+    done: trio.Event = attrs.field(factory=trio.Event)
+    result: outcome.Outcome[Any] | None = None
+
+    def reply(self, result: outcome.Outcome[Any]) -> None:
+        if self.result is None:
+            self.result = result
+            self.done.set()
+
+    def fail(self, exc: BaseException) -> None:
+        self.reply(outcome.Error(exc))
+
+
+@attrs.define(eq=False)
+class Mailbox(Generic[Req]):
+    """The caller's side of an actor: a bounded channel of calls."""
+
+    _send: trio.MemorySendChannel[Call[Req]]
+
+    async def call(self, request: Req) -> Any:
+        """Send ``request`` and wait for the answer; waits for room when the mailbox is full.
+
+        A checkpoint. Raises the actor's typed error, or EngineClosed. If cancelled, see the
+        module docstring for what happens to the request.
+        """
+        call = self._new(request)
+        try:
+            await self._send.send(call)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise EngineClosed("engine is closed") from None
+        return await self._wait(call)
+
+    async def try_call(self, request: Req) -> Any:
+        """Like ``call``, but raise Overloaded at once instead of waiting for room."""
+        call = self._new(request)
+        try:
+            self._send.send_nowait(call)
+        except trio.WouldBlock:
+            raise Overloaded("mailbox full; retry shortly") from None
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise EngineClosed("engine is closed") from None
+        return await self._wait(call)
+
+    def queued(self) -> int:
+        return self._send.statistics().current_buffer_used
+
+    async def aclose(self) -> None:
+        await self._send.aclose()
+
+    @staticmethod
+    def _new(request: Req) -> Call[Req]:
+        return Call(request, deadline=trio.current_effective_deadline(),
+                    enqueued_at=trio.current_time())
+
+    @staticmethod
+    async def _wait(call: Call[Req]) -> Any:
+        try:
+            await call.done.wait()
+        except BaseException:
+            call.abandoned = True
+            raise
+        assert call.result is not None
+        return call.result.unwrap()

@@ -1,0 +1,245 @@
+"""Read operations as plain synchronous functions on an ``apsw.Connection``.
+
+Filters are compiled into SQL (``MemoryFilter.where``) so listing and recall filter inside the
+query instead of fetching everything and filtering in Python.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import apsw
+import attrs
+
+from ._errors import EmbedderMismatch, InvalidMemory, NotFound
+from ._values import Memory, Page
+
+MEMORY_COLUMNS = (
+    "id, space, content, type, tags, metadata, created_at, updated_at, hlc, origin, content_hash"
+)
+
+
+def fetch_one(conn: apsw.Connection, where: str, params: Sequence[Any]) -> Memory | None:
+    rows = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {where}", params).fetchall()
+    return Memory.from_row(rows[0]) if rows else None
+
+
+@attrs.frozen
+class MemoryFilter:
+    """Which live memories a listing or recall may return. Times are epoch milliseconds."""
+
+    space: str | None = None
+    type: str | None = None
+    tags_all: tuple[str, ...] = ()
+    tags_any: tuple[str, ...] = ()
+    created_after: int | None = None
+    created_before: int | None = None
+    updated_after: int | None = None
+    updated_before: int | None = None
+
+    def where(self, alias: str = "m") -> tuple[str, list[Any]]:
+        """A SQL condition on ``memories AS alias`` and its parameters."""
+        clauses = [f"{alias}.deleted_at IS NULL"]
+        params: list[Any] = []
+        for column, op, value in (
+            ("space", "=", self.space), ("type", "=", self.type),
+            ("created_at", ">=", self.created_after), ("created_at", "<", self.created_before),
+            ("updated_at", ">=", self.updated_after), ("updated_at", "<", self.updated_before),
+        ):
+            if value is not None:
+                clauses.append(f"{alias}.{column} {op} ?")
+                params.append(value)
+        if self.tags_all:
+            marks = ",".join("?" * len(self.tags_all))
+            clauses.append(
+                f"{alias}.seq IN (SELECT seq FROM memory_tags WHERE tag IN ({marks}) "
+                f"GROUP BY seq HAVING count(*) = ?)"
+            )
+            params += [*self.tags_all, len(self.tags_all)]
+        if self.tags_any:
+            marks = ",".join("?" * len(self.tags_any))
+            clauses.append(
+                f"EXISTS (SELECT 1 FROM memory_tags t WHERE t.seq = {alias}.seq "
+                f"AND t.tag IN ({marks}))"
+            )
+            params += list(self.tags_any)
+        return " AND ".join(clauses), params
+
+
+@attrs.frozen
+class GetMemory:
+    id: str
+
+    def run(self, conn: apsw.Connection) -> Memory:
+        memory = fetch_one(conn, "id = ? AND deleted_at IS NULL", (self.id,))
+        if memory is None:
+            raise NotFound(self.id)
+        return memory
+
+
+@attrs.frozen
+class ListMemories:
+    """Newest first. ``cursor`` is the opaque ``next_cursor`` of the previous page."""
+
+    filter: MemoryFilter = MemoryFilter()
+    limit: int = 50
+    cursor: str | None = None
+
+    def run(self, conn: apsw.Connection) -> Page:
+        where, params = self.filter.where("m")
+        if self.cursor is not None:
+            try:
+                after = int(self.cursor, 16)
+            except ValueError:
+                raise InvalidMemory("cursor", "not a cursor returned by a previous page") from None
+            where += " AND m.seq < ?"
+            params.append(after)
+        rows = conn.execute(
+            f"SELECT m.seq, {', '.join('m.' + c.strip() for c in MEMORY_COLUMNS.split(','))} "
+            f"FROM memories m WHERE {where} ORDER BY m.seq DESC LIMIT ?",
+            (*params, self.limit + 1),
+        ).fetchall()
+        more = len(rows) > self.limit
+        rows = rows[: self.limit]
+        memories = tuple(Memory.from_row(r[1:]) for r in rows)
+        return Page(memories, format(rows[-1][0], "x") if more and rows else None)
+
+
+@attrs.frozen
+class VectorCandidates:
+    """The ``k`` nearest live memories to ``vector`` (cosine distance), filters inside SQL."""
+
+    vector: bytes
+    k: int
+    filter: MemoryFilter = MemoryFilter()
+
+    def run(self, conn: apsw.Connection) -> list[tuple[int, float]]:
+        table = vec_table(conn)
+        if not table:
+            return []
+        if self.filter == MemoryFilter():
+            rows = conn.execute(
+                f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
+                "ORDER BY distance",
+                (self.vector, self.k),
+            ).fetchall()
+        else:
+            where, params = self.filter.where("m")
+            rows = conn.execute(
+                f"SELECT m.seq, vec_distance_cosine(v.embedding, ?) AS d FROM memories m "
+                f"JOIN {table} v ON v.rowid = m.seq WHERE {where} ORDER BY d LIMIT ?",
+                (self.vector, *params, self.k),
+            ).fetchall()
+        return [(int(seq), float(d)) for seq, d in rows]
+
+
+@attrs.frozen
+class TextCandidates:
+    """The ``k`` best FTS5 matches (BM25, lower is better) for an already escaped query."""
+
+    match: str
+    k: int
+    filter: MemoryFilter = MemoryFilter()
+
+    def run(self, conn: apsw.Connection) -> list[tuple[int, float]]:
+        where, params = self.filter.where("m")
+        rows = conn.execute(
+            "SELECT f.rowid, bm25(memory_fts) AS score FROM memory_fts f "
+            f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
+            "ORDER BY score LIMIT ?",
+            (self.match, *params, self.k),
+        ).fetchall()
+        return [(int(seq), float(s)) for seq, s in rows]
+
+
+@attrs.frozen
+class MemoriesBySeq:
+    seqs: tuple[int, ...]
+
+    def run(self, conn: apsw.Connection) -> dict[int, Memory]:
+        if not self.seqs:
+            return {}
+        marks = ",".join("?" * len(self.seqs))
+        rows = conn.execute(
+            f"SELECT seq, {MEMORY_COLUMNS} FROM memories "
+            f"WHERE seq IN ({marks}) AND deleted_at IS NULL",
+            self.seqs,
+        ).fetchall()
+        return {r[0]: Memory.from_row(r[1:]) for r in rows}
+
+
+@attrs.frozen
+class DatabaseFacts:
+    """Counts and sizes for statistics."""
+
+    live_memories: int
+    forgotten_memories: int
+    db_bytes: int
+    wal_bytes: int
+    schema_version: int
+    embedder: str | None
+    origin: str
+
+
+@attrs.frozen
+class ReadFacts:
+    path: str
+
+    def run(self, conn: apsw.Connection) -> DatabaseFacts:
+        live, dead = conn.execute(
+            "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
+            "count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM memories"
+        ).fetchall()[0]
+        pages = conn.execute("PRAGMA page_count").fetchall()[0][0]
+        page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        return DatabaseFacts(
+            live_memories=live, forgotten_memories=dead, db_bytes=pages * page_size,
+            wal_bytes=wal_size(self.path),
+            schema_version=conn.execute("PRAGMA user_version").fetchall()[0][0],
+            embedder=meta.get("embedder"), origin=meta["origin"],
+        )
+
+
+ReadRequest = (
+    GetMemory | ListMemories | VectorCandidates | TextCandidates | MemoriesBySeq | ReadFacts
+)
+
+
+def wal_size(path: str) -> int:
+    try:
+        return os.path.getsize(path + "-wal")
+    except OSError:
+        return 0
+
+
+def vec_table(conn: apsw.Connection) -> str:
+    rows = conn.execute("SELECT value FROM meta WHERE key = 'vec_table'").fetchall()
+    return str(rows[0][0]) if rows else ""
+
+
+def bind_embedder(conn: apsw.Connection, embedder: str, dim: int) -> None:
+    """Record the embedder on first use and create its vector table; refuse another one.
+
+    Runs in its own write transaction (the caller opens it).
+    """
+    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    stored = meta.get("embedder")
+    if stored == embedder:
+        return
+    if stored is not None:
+        raise EmbedderMismatch(stored, embedder)
+    create_vec_table(conn, "memory_vec_1", dim)
+    conn.executemany(
+        "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)",
+        [("embedder", embedder), ("dim", str(dim)), ("vec_table", "memory_vec_1")],
+    )
+
+
+def create_vec_table(conn: apsw.Connection, name: str, dim: int) -> None:
+    conn.execute(
+        f"CREATE VIRTUAL TABLE {name} USING vec0(embedding float[{int(dim)}] "
+        "distance_metric=cosine)"
+    )

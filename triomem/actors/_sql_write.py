@@ -1,0 +1,225 @@
+"""Write operations as plain synchronous functions on an ``apsw.Connection``.
+
+Each write request knows how to apply itself inside a transaction the store actor opened. The
+memories row, its tags, its FTS5 row and its vector change together or not at all, so the two
+indexes never drift from the table.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import apsw
+import attrs
+
+from ._errors import DuplicateContent, EmbedderMismatch, NotFound
+from ._sql_read import MEMORY_COLUMNS, fetch_one
+from ._stamps import Hlc, UuidV7Source
+from ._values import Memory, Remembered
+
+
+@attrs.define(eq=False)
+class WriteContext:
+    """Per-transaction state: the HLC, this file's origin, and the active vector table.
+
+    Loaded under the write lock at the start of each batch (another process may have moved the
+    clock or re-embedded the database since the last batch) and saved before COMMIT.
+    """
+
+    conn: apsw.Connection
+    origin: str
+    hlc: Hlc
+    now_ms: int
+    embedder: str
+    vec_table: str
+    ids: UuidV7Source
+
+    @classmethod
+    def load(
+        cls, conn: apsw.Connection, *, embedder: str, now_ms: int, ids: UuidV7Source
+    ) -> WriteContext:
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        stored = meta.get("embedder")
+        if stored is not None and stored != embedder:
+            raise EmbedderMismatch(stored, embedder)
+        return cls(
+            conn=conn, origin=meta["origin"], hlc=Hlc.unpack(int(meta["hlc"])),
+            now_ms=now_ms, embedder=embedder, vec_table=meta.get("vec_table", ""), ids=ids,
+        )
+
+    def stamp(self) -> int:
+        self.hlc = self.hlc.tick(self.now_ms)
+        return self.hlc.pack()
+
+    def save(self) -> None:
+        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'hlc'", (str(self.hlc.pack()),))
+
+
+def _index(ctx: WriteContext, seq: int, content: str, tags: tuple[str, ...],
+           vector: bytes | None) -> None:
+    conn = ctx.conn
+    conn.executemany("INSERT INTO memory_tags(tag, seq) VALUES(?, ?)", [(t, seq) for t in tags])
+    conn.execute(
+        "INSERT INTO memory_fts(rowid, content, tags) VALUES(?, ?, ?)",
+        (seq, content, " ".join(tags)),
+    )
+    if vector is not None:
+        conn.execute(f"INSERT INTO {ctx.vec_table}(rowid, embedding) VALUES(?, ?)", (seq, vector))
+
+
+def _unindex(ctx: WriteContext, seq: int, *, vector: bool) -> None:
+    conn = ctx.conn
+    conn.execute("DELETE FROM memory_tags WHERE seq = ?", (seq,))
+    conn.execute("DELETE FROM memory_fts WHERE rowid = ?", (seq,))
+    if vector and ctx.vec_table:
+        # vec0 keeps deleted vectors' bytes in its chunk blobs; zero them first so a forgotten
+        # memory's embedding is really gone, not just unreachable.
+        dim = ctx.conn.execute(
+            f"SELECT vec_length(embedding) FROM {ctx.vec_table} WHERE rowid = ?", (seq,)
+        ).fetchall()
+        if dim:
+            zeros = bytes(4 * dim[0][0])
+            conn.execute(f"UPDATE {ctx.vec_table} SET embedding = ? WHERE rowid = ?", (zeros, seq))
+            conn.execute(f"DELETE FROM {ctx.vec_table} WHERE rowid = ?", (seq,))
+
+
+def _live_row(conn: apsw.Connection, memory_id: str) -> tuple[Any, ...]:
+    row = conn.execute(
+        "SELECT seq, space, content, content_hash, type, tags, metadata "
+        "FROM memories WHERE id = ? AND deleted_at IS NULL",
+        (memory_id,),
+    ).fetchall()
+    if not row:
+        raise NotFound(memory_id)
+    return tuple(row[0])
+
+
+def _memory_by_seq(conn: apsw.Connection, seq: int) -> Memory:
+    memory = fetch_one(conn, "seq = ?", (seq,))
+    assert memory is not None, "row written in this transaction must be readable"
+    return memory
+
+
+@attrs.frozen
+class PutMemory:
+    """Create a memory, unless its idempotency key or exact content already exists."""
+
+    space: str
+    content: str
+    content_hash: str
+    type: str
+    tags: tuple[str, ...]
+    metadata_json: str
+    vector: bytes
+    idempotency_key: str | None = None
+
+    def apply(self, ctx: WriteContext) -> Remembered:
+        conn = ctx.conn
+        if self.idempotency_key is not None:
+            row = conn.execute(
+                "SELECT id, deleted_at FROM memories WHERE idempotency_key = ?",
+                (self.idempotency_key,),
+            ).fetchall()
+            if row:
+                if row[0][1] is not None:
+                    raise NotFound(row[0][0])  # made by this key, since forgotten
+                existing = fetch_one(conn, "id = ?", (row[0][0],))
+                assert existing is not None
+                return Remembered(existing, created=False)
+        existing = fetch_one(
+            conn, "space = ? AND content_hash = ? AND deleted_at IS NULL",
+            (self.space, self.content_hash),
+        )
+        if existing is not None:
+            return Remembered(existing, created=False)
+        now, hlc = ctx.now_ms, ctx.stamp()
+        seq = conn.execute(
+            "INSERT INTO memories(id, space, content, content_hash, type, tags, metadata, "
+            "created_at, updated_at, hlc, origin, idempotency_key) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
+            (ctx.ids.next(now), self.space, self.content, self.content_hash, self.type,
+             json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json, now, now, hlc,
+             ctx.origin, self.idempotency_key),
+        ).fetchall()[0][0]
+        _index(ctx, seq, self.content, self.tags, self.vector)
+        return Remembered(_memory_by_seq(conn, seq), created=True)
+
+
+@attrs.frozen
+class UpdateMemory:
+    """Change some fields of a live memory; ``None`` leaves a field as it is.
+
+    New content must come with its hash and vector (the engine embeds before sending).
+    """
+
+    id: str
+    content: str | None = None
+    content_hash: str | None = None
+    vector: bytes | None = None
+    type: str | None = None
+    tags: tuple[str, ...] | None = None
+    metadata_json: str | None = None
+
+    def apply(self, ctx: WriteContext) -> Memory:
+        conn = ctx.conn
+        seq, space, content, chash, type_, tags_json, metadata = _live_row(conn, self.id)
+        tags: tuple[str, ...] = tuple(json.loads(tags_json))
+        new_content = content if self.content is None else self.content
+        new_hash = chash if self.content_hash is None else self.content_hash
+        new_tags = tags if self.tags is None else self.tags
+        if new_hash != chash:
+            clash = conn.execute(
+                "SELECT id FROM memories WHERE space = ? AND content_hash = ? "
+                "AND deleted_at IS NULL AND seq != ?",
+                (space, new_hash, seq),
+            ).fetchall()
+            if clash:
+                raise DuplicateContent(clash[0][0])
+        conn.execute(
+            "UPDATE memories SET content = ?, content_hash = ?, type = ?, tags = ?, "
+            "metadata = ?, updated_at = ?, hlc = ? WHERE seq = ?",
+            (new_content, new_hash, self.type or type_,
+             json.dumps(list(new_tags), ensure_ascii=False),
+             metadata if self.metadata_json is None else self.metadata_json,
+             ctx.now_ms, ctx.stamp(), seq),
+        )
+        if new_hash != chash or new_tags != tags:
+            vector_changes = self.vector is not None and new_hash != chash
+            _unindex(ctx, seq, vector=vector_changes)
+            _index(ctx, seq, new_content, new_tags, self.vector if vector_changes else None)
+        return _memory_by_seq(conn, seq)
+
+
+@attrs.frozen
+class ForgetMemory:
+    """Tombstone a memory: content, tags, metadata and vector are erased; id and version stay.
+
+    Forgetting an already forgotten memory changes nothing and answers False.
+    """
+
+    id: str
+
+    def apply(self, ctx: WriteContext) -> bool:
+        conn = ctx.conn
+        row = conn.execute(
+            "SELECT seq, deleted_at FROM memories WHERE id = ?", (self.id,)
+        ).fetchall()
+        if not row:
+            raise NotFound(self.id)
+        seq, deleted_at = row[0]
+        if deleted_at is not None:
+            return False
+        _unindex(ctx, seq, vector=True)
+        conn.execute(
+            "UPDATE memories SET content = NULL, content_hash = NULL, tags = '[]', "
+            "metadata = '{}', deleted_at = ?, updated_at = ?, hlc = ? WHERE seq = ?",
+            (ctx.now_ms, ctx.now_ms, ctx.stamp(), seq),
+        )
+        return True
+
+
+WriteRequest = PutMemory | UpdateMemory | ForgetMemory
+
+__all__ = ["MEMORY_COLUMNS", "ForgetMemory", "PutMemory", "UpdateMemory", "WriteContext",
+           "WriteRequest"]

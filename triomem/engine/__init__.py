@@ -1,0 +1,56 @@
+"""triomem's public API: open an engine, remember and recall, typed errors and values."""
+
+from ..actors._errors import (
+    DuplicateContent,
+    EmbedderMismatch,
+    EmbedderUnavailable,
+    EngineClosed,
+    InvalidMemory,
+    NotFound,
+    Overloaded,
+    RecallTimeout,
+    RemoteUnavailable,
+    SchemaTooNew,
+    StoreBusy,
+    StoreCorrupt,
+    StoreIOError,
+    TriomemError,
+)
+from ..actors._store import RetryPolicy, StoreStatistics
+from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, Remembered
+from ..embedders import Embedder
+from ._config import EngineConfig
+from ._engine import Engine, EngineStatistics, RecallHit, RecallResult, open_engine, run_engine
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "DEFAULT_TYPE",
+    "DuplicateContent",
+    "Embedder",
+    "EmbedderMismatch",
+    "EmbedderUnavailable",
+    "Engine",
+    "EngineClosed",
+    "EngineConfig",
+    "EngineStatistics",
+    "InvalidMemory",
+    "Limits",
+    "Memory",
+    "NotFound",
+    "Overloaded",
+    "Page",
+    "RecallHit",
+    "RecallResult",
+    "RecallTimeout",
+    "Remembered",
+    "RemoteUnavailable",
+    "RetryPolicy",
+    "SchemaTooNew",
+    "StoreBusy",
+    "StoreCorrupt",
+    "StoreIOError",
+    "StoreStatistics",
+    "TriomemError",
+    "open_engine",
+    "run_engine",
+]

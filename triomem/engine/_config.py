@@ -1,0 +1,49 @@
+"""EngineConfig: every server-side knob in one frozen, validated value."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import attrs
+
+from ..actors._schema import Pragmas
+from ..actors._store import RetryPolicy, StoreConfig
+from ..actors._values import Limits
+from ..embedders import DEFAULT_EMBEDDER, Embedder
+
+
+@attrs.frozen
+class EngineConfig:
+    """How an engine runs. All fields have production defaults.
+
+    ``embedder`` is a built-in name (``minilm``, ``wordllama``, ``http``) or an ``Embedder``.
+    ``executor`` is ``thread`` in production; ``inline`` runs SQL and embedding on the trio
+    thread, for deterministic tests under trio's autojump clock.
+    """
+
+    embedder: str | Embedder = DEFAULT_EMBEDDER
+    synchronous: Literal["OFF", "NORMAL", "FULL", "EXTRA"] = "FULL"
+    busy_timeout_ms: int = attrs.field(default=50, validator=attrs.validators.ge(0))
+    retry: RetryPolicy = RetryPolicy()
+    limits: Limits = Limits()
+    max_batch: int = attrs.field(default=256, validator=attrs.validators.gt(0))
+    mailbox_size: int = attrs.field(default=1024, validator=attrs.validators.gt(0))
+    idle_checkpoint_after: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
+    wal_autocheckpoint_pages: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
+    journal_size_limit_bytes: int = attrs.field(default=64 * 1024 * 1024)
+    executor: Literal["thread", "inline"] = attrs.field(
+        default="thread", validator=attrs.validators.in_(("thread", "inline")))
+    embed_workers: int = attrs.field(default=1, validator=attrs.validators.gt(0))
+    embed_max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
+    seed: int | None = None
+
+    def store_config(self) -> StoreConfig:
+        return StoreConfig(
+            pragmas=Pragmas(
+                synchronous=self.synchronous, busy_timeout_ms=self.busy_timeout_ms,
+                wal_autocheckpoint_pages=self.wal_autocheckpoint_pages,
+                journal_size_limit_bytes=self.journal_size_limit_bytes,
+            ),
+            retry=self.retry, mailbox_size=self.mailbox_size, max_batch=self.max_batch,
+            idle_checkpoint_after=self.idle_checkpoint_after, seed=self.seed,
+        )

@@ -1,0 +1,378 @@
+"""The Engine: the public API over the store and embed actors.
+
+Two ways to run one, both structured:
+
+    async with open_engine("memories.db") as engine:        # owns its nursery
+        await engine.remember("the user prefers dark mode", tags=["ui"])
+
+    engine = await nursery.start(run_engine, "memories.db")  # lives in the host's nursery
+    ...
+    await engine.aclose()
+
+Every method is a checkpoint. Validation happens here, before any work: bad input raises
+``InvalidMemory(field, reason)`` and nothing is written. A method that returns has had its write
+committed (``synchronous=FULL`` by default: on disk).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import os
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from typing import Any
+
+import attrs
+import numpy as np
+import numpy.typing as npt
+import trio
+
+from ..actors._embed import EmbedActor, EmbedHandle, EmbedStatistics
+from ..actors._errors import InvalidMemory
+from ..actors._executor import Executor, InlineExecutor, ThreadExecutor
+from ..actors._fts import fts_query
+from ..actors._sql_read import (
+    DatabaseFacts,
+    GetMemory,
+    ListMemories,
+    MemoriesBySeq,
+    MemoryFilter,
+    ReadFacts,
+    TextCandidates,
+    VectorCandidates,
+)
+from ..actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
+from ..actors._store import StoreActor, StoreHandle, StoreStatistics
+from ..actors._values import (
+    DEFAULT_SPACE,
+    DEFAULT_TYPE,
+    Memory,
+    Page,
+    Remembered,
+    content_hash,
+    ms_from_time,
+    validate_content,
+    validate_idempotency_key,
+    validate_metadata,
+    validate_name,
+    validate_tags,
+)
+from ..embedders import Embedder, load_embedder
+from ._config import EngineConfig
+
+TimeArg = dt.datetime | float | int | None
+MAX_LIMIT = 1000
+
+
+@attrs.frozen
+class EngineStatistics:
+    path: str
+    embedder: str
+    database: DatabaseFacts
+    store: StoreStatistics
+    embed: EmbedStatistics
+
+
+@attrs.frozen
+class RecallHit:
+    """One recalled memory with the score of each leg (None where that leg missed it)."""
+
+    memory: Memory
+    score: float
+    vector_similarity: float | None
+    text_rank: int | None
+
+
+@attrs.frozen
+class RecallResult:
+    hits: tuple[RecallHit, ...]
+    partial: bool = False
+
+
+def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
+
+
+def _check_limit(limit: object, field: str = "limit") -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
+        raise InvalidMemory(field, f"expected an integer from 1 to {MAX_LIMIT}")
+    return limit
+
+
+def _optional_ms(value: TimeArg, field: str) -> int | None:
+    return None if value is None else ms_from_time(value, field)
+
+
+@attrs.define(eq=False)
+class Engine:
+    path: str
+    config: EngineConfig
+    _store: StoreHandle
+    _embed: EmbedHandle
+    _scope: trio.CancelScope
+    _closed: trio.Event = attrs.field(factory=trio.Event)
+
+    @property
+    def embedder_id(self) -> str:
+        return self._embed.model_id
+
+    # -- writes ---------------------------------------------------------------------------
+
+    async def remember(
+        self,
+        content: str,
+        *,
+        tags: Iterable[str] = (),
+        type: str = DEFAULT_TYPE,
+        metadata: Mapping[str, Any] | None = None,
+        space: str = DEFAULT_SPACE,
+        idempotency_key: str | None = None,
+        vector: Sequence[float] | npt.NDArray[np.floating] | None = None,
+    ) -> Remembered:
+        """Store a memory; return it and whether this call created it.
+
+        Exact duplicate content in the same space, or a repeated ``idempotency_key``, returns the
+        existing memory with ``created=False``. ``vector`` skips embedding (import, sync); it must
+        match the embedder's dimension and be finite. Raises InvalidMemory, StoreBusy,
+        StoreIOError, EmbedderUnavailable, EngineClosed.
+        """
+        limits = self.config.limits
+        content = validate_content(content, limits)
+        put = functools.partial(
+            PutMemory,
+            space=validate_name(space, "space"),
+            content=content,
+            content_hash=content_hash(content),
+            type=validate_name(type, "type"),
+            tags=validate_tags(tags, limits),
+            metadata_json=validate_metadata(metadata, limits),
+            idempotency_key=validate_idempotency_key(idempotency_key),
+        )
+        embedded = await self._vector_for(content, vector)
+        result: Remembered = await self._store.call(put(vector=embedded))
+        return result
+
+    async def update(
+        self,
+        memory_id: str,
+        *,
+        content: str | None = None,
+        tags: Iterable[str] | None = None,
+        type: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Memory:
+        """Change the given fields of a live memory (others stay); re-embeds new content.
+
+        Raises NotFound, DuplicateContent (new content equals another memory's in the space),
+        InvalidMemory, and the store's errors.
+        """
+        limits = self.config.limits
+        memory_id = self._check_id(memory_id)
+        if content is None and tags is None and type is None and metadata is None:
+            raise InvalidMemory("content", "nothing to update: give content, tags, type or "
+                                           "metadata")
+        request = UpdateMemory(
+            id=memory_id,
+            tags=None if tags is None else validate_tags(tags, limits),
+            type=None if type is None else validate_name(type, "type"),
+            metadata_json=None if metadata is None else validate_metadata(metadata, limits),
+        )
+        if content is not None:
+            content = validate_content(content, limits)
+            request = attrs.evolve(request, content=content, content_hash=content_hash(content),
+                                   vector=await self._vector_for(content, None))
+        memory: Memory = await self._store.call(request)
+        return memory
+
+    async def forget(self, memory_id: str) -> bool:
+        """Erase a memory's content, tags, metadata and vector, keeping a tombstone (id,
+        version) for sync. True if this call erased it, False if it was already forgotten.
+        Raises NotFound for an id that never existed."""
+        erased: bool = await self._store.call(ForgetMemory(self._check_id(memory_id)))
+        return erased
+
+    # -- reads ----------------------------------------------------------------------------
+
+    async def get(self, memory_id: str) -> Memory:
+        """The live memory with this id. Raises NotFound."""
+        memory: Memory = await self._store.call(GetMemory(self._check_id(memory_id)))
+        return memory
+
+    async def list(
+        self,
+        *,
+        space: str | None = None,
+        type: str | None = None,
+        tags_all: Iterable[str] = (),
+        tags_any: Iterable[str] = (),
+        created_after: TimeArg = None,
+        created_before: TimeArg = None,
+        updated_after: TimeArg = None,
+        updated_before: TimeArg = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Live memories, newest first, matching every given filter.
+
+        ``tags_all`` needs every tag (AND), ``tags_any`` at least one (OR). Times are aware
+        datetimes or epoch seconds; ``*_after`` is inclusive, ``*_before`` exclusive.
+        """
+        if cursor is not None and not isinstance(cursor, str):
+            raise InvalidMemory("cursor", "expected a string")
+        request = ListMemories(
+            self._filter(space, type, tags_all, tags_any, created_after, created_before,
+                         updated_after, updated_before),
+            _check_limit(limit), cursor,
+        )
+        page: Page = await self._store.call(request)
+        return page
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        limit: int = 10,
+        space: str | None = None,
+        type: str | None = None,
+        tags_all: Iterable[str] = (),
+        tags_any: Iterable[str] = (),
+        after: TimeArg = None,
+        before: TimeArg = None,
+    ) -> RecallResult:
+        """Hybrid recall: vector nearest neighbours and FTS5 matches fused by reciprocal rank.
+
+        The vector leg leads; a lexical match promotes a memory rather than competing equally,
+        so function words cannot drown paraphrase matches.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise InvalidMemory("query", "must be a non-empty string")
+        limit = _check_limit(limit)
+        memory_filter = self._filter(space, type, tags_all, tags_any, after, before, None, None)
+        k = max(limit * 4, 40)
+        vector = (await self._embed.embed([query]))[0]
+        vector_hits: list[tuple[int, float]] = await self._store.call(
+            VectorCandidates(_vector_bytes(vector), k, memory_filter))
+        match = fts_query(query)
+        text_hits: list[tuple[int, float]] = (
+            await self._store.call(TextCandidates(match, k, memory_filter)) if match else [])
+        fused: dict[int, float] = {}
+        similarity = {seq: 1.0 - d for seq, d in vector_hits}
+        text_rank = {seq: rank for rank, (seq, _) in enumerate(text_hits, start=1)}
+        for rank, (seq, _) in enumerate(vector_hits, start=1):
+            fused[seq] = 1.0 / (60 + rank)
+        for seq, rank in text_rank.items():
+            fused[seq] = fused.get(seq, 0.0) + 0.5 / (60 + rank)
+        best = sorted(fused, key=lambda s: fused[s], reverse=True)[:limit]
+        memories: dict[int, Memory] = await self._store.call(MemoriesBySeq(tuple(best)))
+        hits = tuple(
+            RecallHit(memories[s], fused[s], similarity.get(s), text_rank.get(s))
+            for s in best if s in memories
+        )
+        return RecallResult(hits)
+
+    async def statistics(self) -> EngineStatistics:
+        facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))
+        return EngineStatistics(self.path, self.embedder_id, facts, self._store.statistics(),
+                                self._embed.statistics())
+
+    async def aclose(self) -> None:
+        """Stop accepting calls, let queued writes commit, close the database. Idempotent."""
+        await self._store.aclose()
+        await self._embed.aclose()
+        await self._closed.wait()
+
+    # -- helpers --------------------------------------------------------------------------
+
+    async def _vector_for(self, content: str, vector: Any) -> bytes:
+        if vector is None:
+            return _vector_bytes((await self._embed.embed([content]))[0])
+        try:
+            array = np.asarray(vector, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InvalidMemory("vector", "expected a list of numbers") from None
+        if array.shape != (self._embed.dim,):
+            raise InvalidMemory("vector", f"expected {self._embed.dim} numbers, got shape "
+                                          f"{array.shape}")
+        if not np.isfinite(array).all():
+            raise InvalidMemory("vector", "contains NaN or infinity")
+        norm = float(np.linalg.norm(array))
+        if norm == 0.0:
+            raise InvalidMemory("vector", "must not be all zeros")
+        return _vector_bytes((array / norm).astype(np.float32))
+
+    @staticmethod
+    def _check_id(memory_id: object) -> str:
+        if not isinstance(memory_id, str) or not 1 <= len(memory_id) <= 64:
+            raise InvalidMemory("id", "expected a memory id string")
+        return memory_id
+
+    def _filter(self, space: str | None, type: str | None, tags_all: Iterable[str],
+                tags_any: Iterable[str], created_after: TimeArg, created_before: TimeArg,
+                updated_after: TimeArg, updated_before: TimeArg) -> MemoryFilter:
+        limits = self.config.limits
+        return MemoryFilter(
+            space=None if space is None else validate_name(space, "space"),
+            type=None if type is None else validate_name(type, "type"),
+            tags_all=validate_tags(tags_all, limits, "tags_all"),
+            tags_any=validate_tags(tags_any, limits, "tags_any"),
+            created_after=_optional_ms(created_after, "created_after"),
+            created_before=_optional_ms(created_before, "created_before"),
+            updated_after=_optional_ms(updated_after, "updated_after"),
+            updated_before=_optional_ms(updated_before, "updated_before"),
+        )
+
+
+def _executor(config: EngineConfig, workers: int) -> Executor:
+    if config.executor == "inline":
+        return InlineExecutor()
+    return ThreadExecutor(trio.CapacityLimiter(workers))
+
+
+async def run_engine(
+    path: str | os.PathLike[str],
+    config: EngineConfig | None = None,
+    *,
+    task_status: trio.TaskStatus[Engine] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run an engine until ``engine.aclose()`` or cancellation: ``await nursery.start(...)``.
+
+    Opening raises StoreCorrupt, SchemaTooNew, EmbedderMismatch, EmbedderUnavailable,
+    StoreIOError or StoreBusy before the engine is handed out.
+    """
+    config = config or EngineConfig()
+    path = os.fspath(path)
+    embedder = config.embedder
+    if isinstance(embedder, str):
+        embedder = await _executor(config, 1).run(functools.partial(load_embedder, embedder))
+    assert isinstance(embedder, Embedder)
+    store_actor = StoreActor(path, embedder.model_id, embedder.dim, _executor(config, 1),
+                             config.store_config())
+    embed_actor = EmbedActor(embedder, _executor(config, config.embed_workers),
+                             workers=config.embed_workers, max_batch=config.embed_max_batch)
+    closed = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            store = await nursery.start(store_actor.run)
+            embed = await nursery.start(embed_actor.run)
+            task_status.started(Engine(path, config, store, embed, nursery.cancel_scope, closed))
+    finally:
+        closed.set()
+
+
+@contextlib.asynccontextmanager
+async def open_engine(
+    path: str | os.PathLike[str], config: EngineConfig | None = None
+) -> AsyncIterator[Engine]:
+    """``async with open_engine(path, config) as engine``: the engine lives for the block.
+
+    On exit, queued writes commit and the database closes cleanly.
+    """
+    async with trio.open_nursery() as nursery:
+        engine: Engine = await nursery.start(run_engine, path, config)
+        try:
+            yield engine
+        finally:
+            with trio.CancelScope(shield=True):
+                await engine.aclose()
+

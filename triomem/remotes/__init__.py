@@ -1,0 +1,1 @@
+"""Remote backends for replication (PostgreSQL, hub)."""

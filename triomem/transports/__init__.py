@@ -1,0 +1,1 @@
+"""Transports over the engine's public API (MCP over WebSocket and stdio)."""
