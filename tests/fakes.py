@@ -1,0 +1,44 @@
+"""Deterministic fakes, implementing the same Protocols as the real things."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+
+import attrs
+import numpy as np
+
+from triomem.embedders import Vectors, normalize
+
+_WORD = re.compile(r"\w+")
+
+
+@attrs.define(eq=False)
+class HashEmbedder:
+    """Bag-of-words vectors from hashed tokens: texts sharing words are similar. Instant.
+
+    ``fail_next`` makes the next ``embed`` call raise (an injected fault).
+    """
+
+    dim: int = 64
+    fail_next: int = 0
+    calls: int = 0
+
+    @property
+    def model_id(self) -> str:
+        return f"test:hash-{self.dim}"
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.calls += 1
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("injected embedder fault")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for row, text in enumerate(texts):
+            for word in _WORD.findall(text.lower()) or [text]:
+                h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "big")
+                out[row, h % self.dim] += 1.0 if (h >> 32) & 1 else -1.0
+            if not out[row].any():
+                out[row, 0] = 1.0
+        return normalize(out)
