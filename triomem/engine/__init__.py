@@ -21,6 +21,7 @@ from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, 
 from ..embedders import Embedder
 from ._config import EngineConfig
 from ._engine import Engine, EngineStatistics, RecallHit, RecallResult, open_engine, run_engine
+from ._reembed import reembed_database
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -52,5 +53,6 @@ __all__ = [
     "StoreStatistics",
     "TriomemError",
     "open_engine",
+    "reembed_database",
     "run_engine",
 ]

@@ -1,0 +1,218 @@
+"""The SQL layer on its own: plain functions on a real SQLite file, no trio."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import apsw
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.fakes import HashEmbedder
+from triomem import EmbedderMismatch, InvalidMemory, NotFound, SchemaTooNew, StoreCorrupt
+from triomem.actors._fts import fts_query
+from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
+from triomem.actors._sql_read import (
+    ListMemories,
+    MemoryFilter,
+    TextCandidates,
+    VectorCandidates,
+    bind_embedder,
+)
+from triomem.actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
+from triomem.actors._stamps import UuidV7Source
+from triomem.actors._store import _apply_batch
+from triomem.actors._values import content_hash
+
+EMBEDDER = HashEmbedder(dim=16)
+
+
+def _open(path: Path) -> apsw.Connection:
+    conn = connect(str(path), Pragmas())
+    with immediate(conn):
+        bind_embedder(conn, EMBEDDER.model_id, EMBEDDER.dim)
+    return conn
+
+
+def _put(content: str, *, space: str = "default", tags: tuple[str, ...] = (),
+         key: str | None = None) -> PutMemory:
+    vector = EMBEDDER.embed([content])[0].astype("<f4").tobytes()
+    return PutMemory(space=space, content=content, content_hash=content_hash(content),
+                     type="note", tags=tags, metadata_json="{}", vector=vector,
+                     idempotency_key=key)
+
+
+def _apply(conn: apsw.Connection, *requests: object) -> list[object]:
+    results = _apply_batch(conn, list(requests), embedder=EMBEDDER.model_id,  # type: ignore[arg-type]
+                           ids=UuidV7Source())
+    return [r.unwrap() if not hasattr(r, "error") else r.error for r in results]
+
+
+def test_new_file_is_created_in_wal_with_the_current_schema(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    assert conn.execute("PRAGMA journal_mode").fetchall()[0][0] == "wal"
+    assert conn.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION
+    assert conn.execute("PRAGMA synchronous").fetchall()[0][0] == 2  # FULL
+    conn.close()
+    again = _open(tmp_path / "m.db")  # migrations are idempotent
+    assert again.execute("PRAGMA user_version").fetchall()[0][0] == SCHEMA_VERSION
+
+
+@pytest.mark.parametrize("junk", [b"not a database at all" * 10, b"\x00" * 4096])
+def test_a_non_sqlite_file_is_refused_and_left_untouched(tmp_path: Path, junk: bytes) -> None:
+    path = tmp_path / "junk.db"
+    path.write_bytes(junk)
+    with pytest.raises(StoreCorrupt):
+        connect(str(path), Pragmas())
+    assert path.read_bytes() == junk
+    assert not (tmp_path / "junk.db-wal").exists()
+
+
+def test_a_truncated_sqlite_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    _open(path).close()
+    data = path.read_bytes()
+    path.write_bytes(data[:100] + b"\xff" * 500)
+    with pytest.raises(StoreCorrupt):
+        connect(str(path), Pragmas())
+    assert path.read_bytes()[:100] == data[:100]
+
+
+def test_another_applications_database_is_refused_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "other.db"
+    other = apsw.Connection(str(path))
+    other.execute("CREATE TABLE accounts(id INTEGER PRIMARY KEY)")
+    other.close()
+    before = path.read_bytes()
+    with pytest.raises(StoreCorrupt, match="another application"):
+        connect(str(path), Pragmas())
+    assert path.read_bytes() == before
+
+
+def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    conn = _open(path)
+    conn.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(SchemaTooNew) as info:
+        connect(str(path), Pragmas())
+    assert info.value.found == SCHEMA_VERSION + 1
+
+
+def test_another_embedder_is_refused(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    with pytest.raises(EmbedderMismatch), immediate(conn):
+        bind_embedder(conn, "other:model", 16)
+    with pytest.raises(EmbedderMismatch):
+        _apply_batch(conn, [_put("x")], embedder="other:model", ids=UuidV7Source())
+
+
+def test_one_bad_write_fails_alone_in_its_batch(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    first, missing, second = _apply(conn, _put("alpha"), ForgetMemory("nope"), _put("beta"))
+    assert isinstance(missing, NotFound)
+    assert conn.execute("SELECT count(*) FROM memories").fetchall()[0][0] == 2
+    assert first.memory.content == "alpha"  # type: ignore[attr-defined]
+    assert second.memory.content == "beta"  # type: ignore[attr-defined]
+
+
+def test_duplicates_and_idempotency_keys_return_the_existing_memory(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    a, same, other_space, keyed, replay = _apply(
+        conn, _put("alpha"), _put("alpha"), _put("alpha", space="work"),
+        _put("gamma", key="k1"), _put("something else", key="k1"))
+    assert a.created and not same.created  # type: ignore[attr-defined]
+    assert same.memory.id == a.memory.id  # type: ignore[attr-defined]
+    assert other_space.created  # type: ignore[attr-defined]
+    assert keyed.created and not replay.created  # type: ignore[attr-defined]
+    assert replay.memory.content == "gamma"  # type: ignore[attr-defined]
+
+
+def test_versions_increase_with_every_write(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    (a,) = _apply(conn, _put("alpha"))
+    memory_id = a.memory.id  # type: ignore[attr-defined]
+    (b,) = _apply(conn, UpdateMemory(memory_id, tags=("x",)))
+    assert b.version > a.memory.version  # type: ignore[attr-defined]
+
+
+def test_forget_really_erases_content_and_vector(tmp_path: Path) -> None:
+    path = tmp_path / "m.db"
+    conn = _open(path)
+    secret = "the launch code is zebra-quokka-7731"
+    (put,) = _apply(conn, _put(secret, tags=("classified-tag",)))
+    vector = EMBEDDER.embed([secret])[0].astype("<f4").tobytes()
+    (erased,) = _apply(conn, ForgetMemory(put.memory.id))  # type: ignore[attr-defined]
+    assert erased is True
+    assert _apply(conn, ForgetMemory(put.memory.id)) == [False]  # type: ignore[attr-defined]
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    data = path.read_bytes()
+    assert b"zebra-quokka" not in data
+    assert b"classified-tag" not in data
+    assert vector not in data
+
+
+def test_filters_run_inside_sql(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    _apply(conn, _put("red apple", tags=("fruit", "red")), _put("red car", tags=("red",)),
+           _put("green apple", tags=("fruit",), space="work"))
+    both = ListMemories(MemoryFilter(tags_all=("fruit", "red"))).run(conn)
+    assert [m.content for m in both.memories] == ["red apple"]
+    either = ListMemories(MemoryFilter(tags_any=("fruit", "red"))).run(conn)
+    assert len(either.memories) == 3
+    work = ListMemories(MemoryFilter(space="work")).run(conn)
+    assert [m.content for m in work.memories] == ["green apple"]
+    query = EMBEDDER.embed(["apple"])[0].astype("<f4").tobytes()
+    near = VectorCandidates(query, 10, MemoryFilter(space="work")).run(conn)
+    assert len(near) == 1
+    text = TextCandidates(fts_query("apples") or "", 10, MemoryFilter(tags_any=("red",))).run(conn)
+    assert len(text) == 1  # porter stemming: "apples" finds "apple"
+
+
+def test_listing_pages_through_everything_once(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    _apply(conn, *[_put(f"memory {i}") for i in range(25)])
+    seen, cursor = [], None
+    while True:
+        page = ListMemories(limit=10, cursor=cursor).run(conn)
+        seen += [m.content for m in page.memories]
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+    assert sorted(seen) == sorted(f"memory {i}" for i in range(25))
+    assert seen[0] == "memory 24"  # newest first
+    with pytest.raises(InvalidMemory):
+        ListMemories(cursor="not-a-cursor").run(conn)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.text())
+def test_no_user_string_breaks_the_fts5_query(text: str) -> None:
+    conn = getattr(test_no_user_string_breaks_the_fts5_query, "conn", None)
+    if conn is None:
+        conn = apsw.Connection(":memory:")
+        conn.execute("CREATE VIRTUAL TABLE f USING fts5(content, tags, "
+                     "tokenize='porter unicode61 remove_diacritics 2')")
+        conn.execute("INSERT INTO f VALUES('hello world', 'x')")
+        test_no_user_string_breaks_the_fts5_query.conn = conn  # type: ignore[attr-defined]
+    query = fts_query(text)
+    if query is not None:
+        conn.execute("SELECT rowid FROM f WHERE f MATCH ?", (query,)).fetchall()
+
+
+def test_fts_query_drops_function_words() -> None:
+    assert fts_query("What did the user say about Postgres?") == '"say" OR "postgres"'
+    assert fts_query("the of and") is None
+    assert fts_query('"); DROP TABLE memories; --') == '"drop" OR "table" OR "memories"'
+
+
+def test_vectors_are_stored_as_given(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    (put,) = _apply(conn, _put("alpha"))
+    table = json.loads('"memory_vec_1"')
+    blob = conn.execute(f"SELECT embedding FROM {table}").fetchall()[0][0]
+    assert np.allclose(np.frombuffer(blob, dtype="<f4"), EMBEDDER.embed(["alpha"])[0])
