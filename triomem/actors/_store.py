@@ -73,6 +73,7 @@ class RetryPolicy:
         return base * rng.uniform(0.5, 1.5)
 
     def exhausted(self, attempts: int, waited: float) -> bool:
+        """After ``attempts`` failed attempts (the first is not a retry), give up?"""
         if waited >= self.total_timeout:
             return True
         return self.fail_mode == "raise" and attempts > self.max_retries
@@ -263,8 +264,8 @@ class StoreActor:
                 self._counters.busy_retries += 1
                 if policy.exhausted(attempts, waited):
                     self._counters.busy_give_ups += 1
-                    log.warning("%s: database still locked after %d retries", what, attempts)
-                    raise StoreBusy(attempts, waited) from None
+                    log.warning("%s: database still locked after %d retries", what, attempts - 1)
+                    raise StoreBusy(attempts - 1, waited) from None
                 await trio.sleep(policy.delay(attempts, self._rng))
 
     async def _serve(self, receive: trio.MemoryReceiveChannel[Call[StoreRequest]]) -> None:
@@ -366,7 +367,7 @@ class StoreActor:
                 waited = trio.current_time() - call.enqueued_at
                 if policy.exhausted(call.attempts, waited):
                     self._counters.busy_give_ups += 1
-                    call.fail(StoreBusy(call.attempts, waited))
+                    call.fail(StoreBusy(call.attempts - 1, waited))
                 else:
                     kept.append(call)
             if len(kept) < len(batch):
