@@ -427,7 +427,7 @@ class StoreActor:
 
 def _copy_error(exc: TriomemError) -> TriomemError:
     """A fresh instance per caller: one exception object raised in many tasks tangles tracebacks."""
-    clone = object.__new__(type(exc))
+    clone = type(exc).__new__(type(exc))
     clone.__dict__.update(exc.__dict__)
     clone.args = exc.args
     return clone

@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -352,12 +352,37 @@ async def run_engine(
                              workers=config.embed_workers, max_batch=config.embed_max_batch)
     closed = trio.Event()
     try:
-        async with trio.open_nursery() as nursery:
-            store = await nursery.start(store_actor.run)
-            embed = await nursery.start(embed_actor.run)
-            task_status.started(Engine(path, config, store, embed, nursery.cancel_scope, closed))
+        with _unwrapped():
+            async with trio.open_nursery() as nursery:
+                store = await nursery.start(store_actor.run)
+                embed = await nursery.start(embed_actor.run)
+                task_status.started(
+                    Engine(path, config, store, embed, nursery.cancel_scope, closed))
     finally:
         closed.set()
+
+
+@contextlib.contextmanager
+def _unwrapped() -> Iterator[None]:
+    """Re-raise a nursery's lone exception bare, so callers can ``except NotFound``.
+
+    Several concurrent failures stay grouped; a single one (the common case, and every
+    open-time error) comes out as itself, traceback intact.
+    """
+    try:
+        yield
+    except BaseExceptionGroup as group:
+        leaves: list[BaseException] = []
+        stack: list[BaseException] = [group]
+        while stack:
+            exc = stack.pop()
+            if isinstance(exc, BaseExceptionGroup):
+                stack.extend(exc.exceptions)
+            else:
+                leaves.append(exc)
+        if len(leaves) == 1:
+            raise leaves[0] from None
+        raise
 
 
 @contextlib.asynccontextmanager
@@ -368,11 +393,12 @@ async def open_engine(
 
     On exit, queued writes commit and the database closes cleanly.
     """
-    async with trio.open_nursery() as nursery:
-        engine: Engine = await nursery.start(run_engine, path, config)
-        try:
-            yield engine
-        finally:
-            with trio.CancelScope(shield=True):
-                await engine.aclose()
+    with _unwrapped():
+        async with trio.open_nursery() as nursery:
+            engine: Engine = await nursery.start(run_engine, path, config)
+            try:
+                yield engine
+            finally:
+                with trio.CancelScope(shield=True):
+                    await engine.aclose()
 
