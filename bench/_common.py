@@ -1,0 +1,158 @@
+"""Shared helpers for the benchmarks: deterministic texts, latency summaries, tables.
+
+Nothing here touches the engine; the benchmarks import it for the boring parts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import platform
+import random
+import statistics
+import sys
+from collections.abc import Sequence
+
+import attrs
+
+MIN_CHARS = 60
+MAX_CHARS = 200
+
+_SUBJECTS = (
+    "The user", "Alice", "Bob from the platform team", "The customer", "Priya",
+    "The on-call engineer", "The product manager", "Marco", "The design team",
+    "Our biggest client", "The intern", "Dana in finance", "The support lead", "Kenji",
+    "The security reviewer", "Lena", "The data team", "The CTO", "Sam", "The QA engineer",
+)
+_VERBS = (
+    "prefers", "asked for", "reported a problem with", "decided to use", "is blocked on",
+    "wants to avoid", "mentioned", "agreed to try", "complained about", "is responsible for",
+    "needs a reminder about", "approved", "is sceptical of", "suggested", "keeps forgetting",
+)
+_OBJECTS = (
+    "dark mode in the editor", "tabs instead of spaces", "weekly summaries by email",
+    "the Postgres 16 upgrade", "the new billing dashboard", "short stand-up meetings",
+    "the flaky integration tests", "SSO through Okta", "the Kubernetes migration",
+    "metric units in every report", "the quarterly roadmap review", "the staging database",
+    "pair programming on Fridays", "the onboarding checklist", "Rust for the parser rewrite",
+    "the rate limiter on the public API", "vegetarian options at the offsite",
+    "the backup retention policy", "the mobile release train", "async code reviews",
+    "the customer churn analysis", "the on-call rotation", "Grafana alerts on disk usage",
+    "the API deprecation notice", "the search relevance tuning",
+)
+_TAILS = (
+    "before the Q3 planning meeting", "because the old setup kept timing out",
+    "for the Berlin office", "until the migration is finished", "after last week's incident",
+    "as long as it does not slow down deploys", "for all new projects",
+    "since the budget review", "when working late", "in the shared workspace",
+    "and wants a follow-up next sprint", "but only for internal tools",
+    "according to the retro notes", "and said it is a high priority", "",
+)
+_TAGS = ("preference", "project", "bug", "decision", "person", "infra", "meeting", "todo")
+_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
+
+
+def make_texts(n: int, seed: int) -> list[str]:
+    """``n`` distinct, realistic memory texts of 60-200 characters, the same for a seed."""
+    rng = random.Random(seed)
+    seen: dict[str, None] = {}
+    while len(seen) < n:
+        parts = [rng.choice(_SUBJECTS), rng.choice(_VERBS), rng.choice(_OBJECTS)]
+        tail = rng.choice(_TAILS)
+        if tail:
+            parts.append(tail)
+        text = " ".join(parts)
+        roll = rng.random()
+        if roll < 0.35:
+            day = dt.date(2024, 1, 1) + dt.timedelta(days=rng.randrange(730))
+            text += f" (noted {day.isoformat()})"
+        elif roll < 0.6:
+            text += f"; see ticket {rng.choice(('OPS', 'WEB', 'DATA', 'SEC'))}-{rng.randrange(10000)}"
+        elif roll < 0.8:
+            text += f", confirmed on {rng.choice(_WEEKDAYS)} at {rng.randrange(8, 19)}:" \
+                    f"{rng.choice(('00', '15', '30', '45'))}"
+        text += "."
+        if MIN_CHARS <= len(text) <= MAX_CHARS:
+            seen[text] = None
+    return list(seen)
+
+
+def make_tags(n: int, seed: int) -> list[tuple[str, ...]]:
+    """0-3 distinct tags per text, deterministic."""
+    rng = random.Random(seed + 1)
+    return [tuple(rng.sample(_TAGS, rng.randrange(4))) for _ in range(n)]
+
+
+@attrs.frozen
+class Latency:
+    """Milliseconds."""
+
+    p50: float
+    p99: float
+    mean: float
+    count: int
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latency:
+        if not seconds:
+            return cls(float("nan"), float("nan"), float("nan"), 0)
+        ms = sorted(s * 1000.0 for s in seconds)
+        return cls(percentile(ms, 50), percentile(ms, 99), statistics.fmean(ms), len(ms))
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear interpolation between closest ranks (numpy's default), on sorted input."""
+    if not sorted_values:
+        return float("nan")
+    pos = (len(sorted_values) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def median_by(runs: Sequence[float]) -> int:
+    """Index of the median value (the lower median for an even count)."""
+    order = sorted(range(len(runs)), key=lambda i: runs[i])
+    return order[(len(order) - 1) // 2]
+
+
+def machine() -> dict[str, str]:
+    import apsw
+    import numpy as np
+
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpus": str(len(os.sched_getaffinity(0))),
+        "cpu_model": cpu,
+        "platform": platform.platform(),
+        "python": sys.version.split()[0],
+        "sqlite": apsw.sqlite_lib_version(),
+        "apsw": apsw.apsw_version(),
+        "numpy": np.__version__,
+    }
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """A plain aligned text table: first column left-aligned, the rest right-aligned."""
+    widths = [max(len(str(r[i])) for r in [headers, *rows]) for i in range(len(headers))]
+
+    def line(cells: Sequence[str]) -> str:
+        out = [str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i])
+               for i, c in enumerate(cells)]
+        return "  ".join(out).rstrip()
+
+    rule = "  ".join("-" * w for w in widths)
+    return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
