@@ -118,7 +118,8 @@ def _models(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from .transports.serve import serve_main
 
-    return serve_main(args, default_db_path())
+    code: int = serve_main(args, default_db_path())
+    return code
 
 
 def build_parser() -> argparse.ArgumentParser:

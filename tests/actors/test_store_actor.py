@@ -27,6 +27,7 @@ from triomem import (
     open_engine,
 )
 from triomem.actors._call import Mailbox
+from triomem.actors._db import scalar
 
 
 @pytest.fixture
@@ -61,8 +62,8 @@ def locker(db_path: Path) -> Iterator[Locker]:
 def _count(db_path: Path) -> int:
     conn = apsw.Connection(str(db_path))
     try:
-        return int(conn.execute(
-            "SELECT count(*) FROM memories WHERE deleted_at IS NULL").fetchall()[0][0])
+        count: int = scalar(conn, "SELECT count(*) FROM memories WHERE deleted_at IS NULL")
+        return count
     finally:
         conn.close()
 
@@ -256,7 +257,7 @@ async def test_embedder_failure_writes_nothing(db_path: Path) -> None:
 
 async def test_try_call_refuses_instead_of_waiting_when_the_mailbox_is_full() -> None:
     send, receive = trio.open_memory_channel[object](1)
-    mailbox: Mailbox[str] = Mailbox(send)  # type: ignore[arg-type]
+    mailbox: Mailbox[str] = Mailbox(send)
     async with trio.open_nursery() as nursery:
         nursery.start_soon(mailbox.try_call, "fills the mailbox")
         await trio.testing.wait_all_tasks_blocked()

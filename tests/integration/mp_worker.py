@@ -20,7 +20,7 @@ from tests.fakes import HashEmbedder
 from triomem import EngineConfig, StoreBusy, open_engine
 
 
-async def writer(path: str, count: int, out: str) -> None:
+async def writer(path: str, count: int) -> dict[str, object]:
     tag = f"p{os.getpid()}"
     acked: list[str] = []
     busy = 0
@@ -41,8 +41,7 @@ async def writer(path: str, count: int, out: str) -> None:
             for offset in range(16):
                 nursery.start_soon(task, offset)
         stats = (await engine.statistics()).store
-    with open(out, "w") as f:
-        json.dump({"acked": acked, "gave_up": busy, "stats": attrs.asdict(stats)}, f)
+    return {"acked": acked, "gave_up": busy, "stats": attrs.asdict(stats)}
 
 
 def locker(path: str, holds: int, seconds: float) -> None:
@@ -60,6 +59,8 @@ def locker(path: str, holds: int, seconds: float) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "writer":
-        trio.run(writer, sys.argv[2], int(sys.argv[3]), sys.argv[4])
+        result = trio.run(writer, sys.argv[2], int(sys.argv[3]))
+        with open(sys.argv[4], "w") as f:
+            json.dump(result, f)
     else:
         locker(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))

@@ -33,8 +33,7 @@ async def test_processes_sharing_one_file_lose_nothing(
     procs = [_spawn("writer", path, str(count), str(out)) for out in outs]
     with trio.fail_after(120):
         for proc in [*procs, locker]:
-            while proc.poll() is None:
-                await trio.sleep(0.05)
+            await trio.to_thread.run_sync(proc.wait)
     for proc in [*procs, locker]:
         assert proc.returncode == 0, proc.stderr.read().decode() if proc.stderr else ""
     results = [json.loads(out.read_text()) for out in outs]

@@ -12,7 +12,7 @@ ROOT = Path(__file__).resolve().parents[2] / "triomem"
 def _imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
     package = ".".join(path.relative_to(ROOT.parent).with_suffix("").parts[:-1])
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from tests.fakes import HashEmbedder
 from triomem import EmbedderMismatch, InvalidMemory, NotFound, SchemaTooNew, StoreCorrupt
+from triomem.actors._db import scalar
 from triomem.actors._fts import fts_query
 from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
 from triomem.actors._sql_read import (
@@ -212,7 +213,7 @@ def test_fts_query_drops_function_words() -> None:
 
 def test_vectors_are_stored_as_given(tmp_path: Path) -> None:
     conn = _open(tmp_path / "m.db")
-    (put,) = _apply(conn, _put("alpha"))
+    _apply(conn, _put("alpha"))
     table = json.loads('"memory_vec_1"')
-    blob = conn.execute(f"SELECT embedding FROM {table}").fetchall()[0][0]
+    blob = scalar(conn, f"SELECT embedding FROM {table}")
     assert np.allclose(np.frombuffer(blob, dtype="<f4"), EMBEDDER.embed(["alpha"])[0])

@@ -15,6 +15,7 @@ import apsw
 import numpy as np
 
 from ..embedders import Embedder
+from ._db import read_meta, rows
 from ._schema import immediate
 from ._sql_read import create_vec_table
 
@@ -23,10 +24,9 @@ BATCH = 64
 
 
 def _changed_since(conn: apsw.Connection, mark: int) -> list[tuple[int, str | None, int]]:
-    rows = conn.execute(
-        "SELECT seq, content, hlc FROM memories WHERE hlc > ? ORDER BY seq", (mark,)
-    ).fetchall()
-    return [(int(s), c, int(h)) for s, c, h in rows]
+    found = rows(conn, "SELECT seq, content, hlc FROM memories WHERE hlc > ? ORDER BY seq",
+                 (mark,))
+    return [(int(s), c, int(h)) for s, c, h in found]
 
 
 def _write_vectors(conn: apsw.Connection, table: str, embedder: Embedder,
@@ -45,7 +45,7 @@ def reembed(conn: apsw.Connection, embedder: Embedder, progress: Progress | None
 
     Returns the number of memories embedded. Blocking; run it on a worker thread.
     """
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    meta = read_meta(conn)
     old_table = meta.get("vec_table", "")
     generation = int(old_table.rsplit("_", 1)[1]) + 1 if old_table else 1
     table = f"memory_vec_{generation}"

@@ -16,6 +16,7 @@ import apsw
 import attrs
 import sqlite_vec
 
+from ._db import scalar
 from ._errors import SchemaTooNew, StoreCorrupt, StoreIOError
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -146,7 +147,7 @@ def connect(path: str, pragmas: Pragmas) -> apsw.Connection:
         conn.execute(f"PRAGMA cache_size=-{pragmas.cache_size_kib}")
         conn.execute("PRAGMA temp_store=MEMORY")
         conn.execute("PRAGMA secure_delete=ON")
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchall()[0][0]
+        mode = scalar(conn, "PRAGMA journal_mode=WAL")
         if mode != "wal":
             raise StoreIOError(f"{path}: cannot enable WAL (journal_mode is {mode})")
         conn.execute(f"PRAGMA synchronous={pragmas.synchronous}")
@@ -164,26 +165,26 @@ def connect(path: str, pragmas: Pragmas) -> apsw.Connection:
 
 def _check_ownership(conn: apsw.Connection, path: str) -> None:
     """Read-only checks: an empty file is ours to create, a foreign database is refused."""
-    app_id = conn.execute("PRAGMA application_id").fetchall()[0][0]
+    app_id = scalar(conn, "PRAGMA application_id")
     if app_id == APPLICATION_ID:
-        version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+        version = scalar(conn, "PRAGMA user_version")
         if version > SCHEMA_VERSION:
             raise SchemaTooNew(version, SCHEMA_VERSION)
         return
-    tables = conn.execute("SELECT count(*) FROM sqlite_schema").fetchall()[0][0]
+    tables = scalar(conn, "SELECT count(*) FROM sqlite_schema")
     if app_id != 0 or tables:
         raise StoreCorrupt(f"{path} is a SQLite database of another application; left untouched")
 
 
 def migrate(conn: apsw.Connection) -> int:
     """Bring the schema to ``SCHEMA_VERSION``; returns the version found before."""
-    found = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    found: int = scalar(conn, "PRAGMA user_version")
     if found > SCHEMA_VERSION:
         raise SchemaTooNew(found, SCHEMA_VERSION)
     if found == SCHEMA_VERSION:
         return found
     with immediate(conn):
-        current = conn.execute("PRAGMA user_version").fetchall()[0][0]
+        current: int = scalar(conn, "PRAGMA user_version")
         if current > SCHEMA_VERSION:
             raise SchemaTooNew(current, SCHEMA_VERSION)
         for step in range(current, SCHEMA_VERSION):

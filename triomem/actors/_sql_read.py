@@ -13,6 +13,7 @@ from typing import Any
 import apsw
 import attrs
 
+from ._db import read_meta, rows, scalar
 from ._errors import EmbedderMismatch, InvalidMemory, NotFound
 from ._values import Memory, Page
 
@@ -22,8 +23,8 @@ MEMORY_COLUMNS = (
 
 
 def fetch_one(conn: apsw.Connection, where: str, params: Sequence[Any]) -> Memory | None:
-    rows = conn.execute(f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {where}", params).fetchall()
-    return Memory.from_row(rows[0]) if rows else None
+    found = rows(conn, f"SELECT {MEMORY_COLUMNS} FROM memories WHERE {where}", params)
+    return Memory.from_row(found[0]) if found else None
 
 
 @attrs.frozen
@@ -96,15 +97,16 @@ class ListMemories:
                 raise InvalidMemory("cursor", "not a cursor returned by a previous page") from None
             where += " AND m.seq < ?"
             params.append(after)
-        rows = conn.execute(
-            f"SELECT m.seq, {', '.join('m.' + c.strip() for c in MEMORY_COLUMNS.split(','))} "
-            f"FROM memories m WHERE {where} ORDER BY m.seq DESC LIMIT ?",
+        found = rows(
+            conn,
+            f"SELECT seq, {MEMORY_COLUMNS} FROM memories m WHERE {where} "
+            "ORDER BY seq DESC LIMIT ?",
             (*params, self.limit + 1),
-        ).fetchall()
-        more = len(rows) > self.limit
-        rows = rows[: self.limit]
-        memories = tuple(Memory.from_row(r[1:]) for r in rows)
-        return Page(memories, format(rows[-1][0], "x") if more and rows else None)
+        )
+        more = len(found) > self.limit
+        found = found[: self.limit]
+        memories = tuple(Memory.from_row(r[1:]) for r in found)
+        return Page(memories, format(found[-1][0], "x") if more and found else None)
 
 
 @attrs.frozen
@@ -120,19 +122,19 @@ class VectorCandidates:
         if not table:
             return []
         if self.filter == MemoryFilter():
-            rows = conn.execute(
+            found = rows(conn,
                 f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
                 "ORDER BY distance",
                 (self.vector, self.k),
-            ).fetchall()
+            )
         else:
             where, params = self.filter.where("m")
-            rows = conn.execute(
+            found = rows(conn,
                 f"SELECT m.seq, vec_distance_cosine(v.embedding, ?) AS d FROM memories m "
                 f"JOIN {table} v ON v.rowid = m.seq WHERE {where} ORDER BY d LIMIT ?",
                 (self.vector, *params, self.k),
-            ).fetchall()
-        return [(int(seq), float(d)) for seq, d in rows]
+            )
+        return [(int(seq), float(d)) for seq, d in found]
 
 
 @attrs.frozen
@@ -145,13 +147,13 @@ class TextCandidates:
 
     def run(self, conn: apsw.Connection) -> list[tuple[int, float]]:
         where, params = self.filter.where("m")
-        rows = conn.execute(
+        found = rows(conn,
             "SELECT f.rowid, bm25(memory_fts) AS score FROM memory_fts f "
             f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
             "ORDER BY score LIMIT ?",
             (self.match, *params, self.k),
-        ).fetchall()
-        return [(int(seq), float(s)) for seq, s in rows]
+        )
+        return [(int(seq), float(s)) for seq, s in found]
 
 
 @attrs.frozen
@@ -162,12 +164,12 @@ class MemoriesBySeq:
         if not self.seqs:
             return {}
         marks = ",".join("?" * len(self.seqs))
-        rows = conn.execute(
+        found = rows(conn,
             f"SELECT seq, {MEMORY_COLUMNS} FROM memories "
             f"WHERE seq IN ({marks}) AND deleted_at IS NULL",
             self.seqs,
-        ).fetchall()
-        return {r[0]: Memory.from_row(r[1:]) for r in rows}
+        )
+        return {r[0]: Memory.from_row(r[1:]) for r in found}
 
 
 @attrs.frozen
@@ -188,17 +190,17 @@ class ReadFacts:
     path: str
 
     def run(self, conn: apsw.Connection) -> DatabaseFacts:
-        live, dead = conn.execute(
+        live, dead = rows(conn,
             "SELECT count(*) FILTER (WHERE deleted_at IS NULL), "
             "count(*) FILTER (WHERE deleted_at IS NOT NULL) FROM memories"
-        ).fetchall()[0]
-        pages = conn.execute("PRAGMA page_count").fetchall()[0][0]
-        page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        )[0]
+        pages = scalar(conn, "PRAGMA page_count")
+        page_size = scalar(conn, "PRAGMA page_size")
+        meta = read_meta(conn)
         return DatabaseFacts(
             live_memories=live, forgotten_memories=dead, db_bytes=pages * page_size,
             wal_bytes=wal_size(self.path),
-            schema_version=conn.execute("PRAGMA user_version").fetchall()[0][0],
+            schema_version=scalar(conn, "PRAGMA user_version"),
             embedder=meta.get("embedder"), origin=meta["origin"],
         )
 
@@ -216,8 +218,7 @@ def wal_size(path: str) -> int:
 
 
 def vec_table(conn: apsw.Connection) -> str:
-    rows = conn.execute("SELECT value FROM meta WHERE key = 'vec_table'").fetchall()
-    return str(rows[0][0]) if rows else ""
+    return str(scalar(conn, "SELECT value FROM meta WHERE key = 'vec_table'") or "")
 
 
 def bind_embedder(conn: apsw.Connection, embedder: str, dim: int) -> None:
@@ -225,7 +226,7 @@ def bind_embedder(conn: apsw.Connection, embedder: str, dim: int) -> None:
 
     Runs in its own write transaction (the caller opens it).
     """
-    meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+    meta = read_meta(conn)
     stored = meta.get("embedder")
     if stored == embedder:
         return

@@ -13,6 +13,7 @@ from typing import Any
 import apsw
 import attrs
 
+from ._db import read_meta, rows, scalar
 from ._errors import DuplicateContent, EmbedderMismatch, NotFound
 from ._sql_read import MEMORY_COLUMNS, fetch_one
 from ._stamps import Hlc, UuidV7Source
@@ -39,7 +40,7 @@ class WriteContext:
     def load(
         cls, conn: apsw.Connection, *, embedder: str, now_ms: int, ids: UuidV7Source
     ) -> WriteContext:
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta = read_meta(conn)
         stored = meta.get("embedder")
         if stored is not None and stored != embedder:
             raise EmbedderMismatch(stored, embedder)
@@ -75,9 +76,9 @@ def _unindex(ctx: WriteContext, seq: int, *, vector: bool) -> None:
     if vector and ctx.vec_table:
         # vec0 keeps deleted vectors' bytes in its chunk blobs; zero them first so a forgotten
         # memory's embedding is really gone, not just unreachable.
-        dim = ctx.conn.execute(
+        dim = rows(conn,
             f"SELECT vec_length(embedding) FROM {ctx.vec_table} WHERE rowid = ?", (seq,)
-        ).fetchall()
+        )
         if dim:
             zeros = bytes(4 * dim[0][0])
             conn.execute(f"UPDATE {ctx.vec_table} SET embedding = ? WHERE rowid = ?", (zeros, seq))
@@ -85,11 +86,11 @@ def _unindex(ctx: WriteContext, seq: int, *, vector: bool) -> None:
 
 
 def _live_row(conn: apsw.Connection, memory_id: str) -> tuple[Any, ...]:
-    row = conn.execute(
+    row = rows(conn,
         "SELECT seq, space, content, content_hash, type, tags, metadata "
         "FROM memories WHERE id = ? AND deleted_at IS NULL",
         (memory_id,),
-    ).fetchall()
+    )
     if not row:
         raise NotFound(memory_id)
     return tuple(row[0])
@@ -117,10 +118,10 @@ class PutMemory:
     def apply(self, ctx: WriteContext) -> Remembered:
         conn = ctx.conn
         if self.idempotency_key is not None:
-            row = conn.execute(
+            row = rows(conn,
                 "SELECT id, deleted_at FROM memories WHERE idempotency_key = ?",
                 (self.idempotency_key,),
-            ).fetchall()
+            )
             if row:
                 if row[0][1] is not None:
                     raise NotFound(row[0][0])  # made by this key, since forgotten
@@ -134,14 +135,15 @@ class PutMemory:
         if existing is not None:
             return Remembered(existing, created=False)
         now, hlc = ctx.now_ms, ctx.stamp()
-        seq = conn.execute(
+        seq: int = scalar(
+            conn,
             "INSERT INTO memories(id, space, content, content_hash, type, tags, metadata, "
             "created_at, updated_at, hlc, origin, idempotency_key) "
             "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
             (ctx.ids.next(now), self.space, self.content, self.content_hash, self.type,
              json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json, now, now, hlc,
              ctx.origin, self.idempotency_key),
-        ).fetchall()[0][0]
+        )
         _index(ctx, seq, self.content, self.tags, self.vector)
         return Remembered(_memory_by_seq(conn, seq), created=True)
 
@@ -169,11 +171,11 @@ class UpdateMemory:
         new_hash = chash if self.content_hash is None else self.content_hash
         new_tags = tags if self.tags is None else self.tags
         if new_hash != chash:
-            clash = conn.execute(
+            clash = rows(conn,
                 "SELECT id FROM memories WHERE space = ? AND content_hash = ? "
                 "AND deleted_at IS NULL AND seq != ?",
                 (space, new_hash, seq),
-            ).fetchall()
+            )
             if clash:
                 raise DuplicateContent(clash[0][0])
         conn.execute(
@@ -202,9 +204,9 @@ class ForgetMemory:
 
     def apply(self, ctx: WriteContext) -> bool:
         conn = ctx.conn
-        row = conn.execute(
+        row = rows(conn,
             "SELECT seq, deleted_at FROM memories WHERE id = ?", (self.id,)
-        ).fetchall()
+        )
         if not row:
             raise NotFound(self.id)
         seq, deleted_at = row[0]

@@ -16,6 +16,7 @@ that runs out of budget is answered with ``StoreBusy``. Never an unbounded loop 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -241,10 +242,8 @@ class StoreActor:
 
     @staticmethod
     def _close(conn: apsw.Connection) -> None:
-        try:
+        with contextlib.suppress(apsw.Error):  # another process is busy; it will checkpoint
             conn.wal_checkpoint(mode=apsw.SQLITE_CHECKPOINT_TRUNCATE)
-        except apsw.Error:
-            pass  # another process is busy; it will checkpoint
         conn.close()
 
     def _should_interrupt(self) -> bool:

@@ -34,4 +34,5 @@ class Embedder(Protocol):
 def normalize(vectors: npt.NDArray[np.floating]) -> Vectors:
     out = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    normalized: Vectors = (out / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return normalized

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-
 import json
 import os
 import zipfile
@@ -46,7 +45,7 @@ def model_zip_path() -> str:
     spec = importlib.util.find_spec(MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModelMissing(f"the all-MiniLM-L6-v2 weights are not installed; {INSTALL_HINT}")
-    path = os.path.join(list(spec.submodule_search_locations)[0], "model.zip")
+    path = os.path.join(next(iter(spec.submodule_search_locations)), "model.zip")
     if not os.path.isfile(path):
         raise ModelMissing(f"{path} is missing; {INSTALL_HINT}")
     return path
@@ -54,8 +53,11 @@ def model_zip_path() -> str:
 
 def verify_weights(path: str | None = None) -> str:
     """Check the sha256 of ``model.safetensors`` inside the zip; returns the digest."""
+    sha = hashlib.sha256()
     with zipfile.ZipFile(path or model_zip_path()) as z, z.open("model.safetensors") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+        while chunk := f.read(1 << 20):
+            sha.update(chunk)
+    digest = sha.hexdigest()
     if digest != WEIGHTS_SHA256:
         raise ModelMissing(f"model.safetensors has sha256 {digest}, expected {WEIGHTS_SHA256}")
     return digest
@@ -69,17 +71,20 @@ def _erf(x: F32) -> F32:
     t = 1.0 / (1.0 + 0.3275911 * a)
     poly = t * (0.254829592 + t * (-0.284496736 + t * (1.421413741 + t * (-1.453152027
                                                                          + t * 1.061405429))))
-    return (sign * (1.0 - poly * np.exp(-a * a))).astype(np.float32)
+    result: F32 = (sign * (1.0 - poly * np.exp(-a * a))).astype(np.float32)
+    return result
 
 
 def _gelu(x: F32) -> F32:
-    return (0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))).astype(np.float32)
+    result: F32 = (0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))).astype(np.float32)
+    return result
 
 
 def _layer_norm(x: F32, weight: F32, bias: F32, eps: float) -> F32:
     mean = x.mean(axis=-1, keepdims=True)
     var = ((x - mean) ** 2).mean(axis=-1, keepdims=True)
-    return ((x - mean) / np.sqrt(var + eps) * weight + bias).astype(np.float32)
+    result: F32 = ((x - mean) / np.sqrt(var + eps) * weight + bias).astype(np.float32)
+    return result
 
 
 @attrs.frozen
