@@ -267,3 +267,48 @@ async def test_try_call_refuses_instead_of_waiting_when_the_mailbox_is_full() ->
     receive.close()
     with pytest.raises(EngineClosed):
         await mailbox.call("closed")
+
+
+async def test_wal_stays_bounded_under_constant_load(db_path: Path) -> None:
+    """No idle moment at all: autocheckpoint and journal_size_limit alone bound the WAL."""
+    config = EngineConfig(embedder=HashEmbedder(), executor="inline",
+                          wal_autocheckpoint_pages=100, journal_size_limit_bytes=512 * 1024)
+    largest = 0
+    async with open_engine(db_path, config) as engine:
+        for round_ in range(40):
+            async with trio.open_nursery() as nursery:
+                for i in range(50):
+                    nursery.start_soon(engine.remember, f"round {round_} memory {i} " * 8)
+            largest = max(largest, (await engine.statistics()).store.wal_bytes)
+        stats = (await engine.statistics()).store
+    assert stats.writes_committed == 2000
+    assert stats.checkpoints == 0  # never idle: the bound came from autocheckpoint
+    assert 0 < largest < 2 * 1024 * 1024
+
+
+@attrs.frozen
+class _SlowRead:
+    """A read that would run for minutes: a recursive CTE counting to a billion."""
+
+    def run(self, conn: apsw.Connection) -> int:
+        value: int = scalar(conn, "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 "
+                                  "FROM c WHERE n < 1000000000) SELECT count(*) FROM c")
+        return value
+
+
+async def test_a_read_past_its_deadline_is_interrupted_in_sqlite(db_path: Path) -> None:
+    from triomem.actors._executor import ThreadExecutor
+    from triomem.actors._sql_read import ReadFacts
+    from triomem.actors._store import StoreActor
+
+    actor = StoreActor(str(db_path), "test:hash-8", 8, ThreadExecutor())
+    async with trio.open_nursery() as nursery:
+        store = await nursery.start(actor.run)
+        with trio.fail_after(30):  # a safety net only; the read is interrupted long before
+            with trio.move_on_after(0.2) as scope:
+                await store.call(_SlowRead())
+            assert scope.cancelled_caught
+            facts = await store.call(ReadFacts(str(db_path)))  # the actor serves on
+        assert facts.live_memories == 0
+        assert store.statistics().reads_interrupted == 1
+        await store.aclose()

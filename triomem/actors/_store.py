@@ -372,7 +372,8 @@ class StoreActor:
             if len(kept) < len(batch):
                 log.warning("gave up %d writes: database locked by another process",
                             len(batch) - len(kept))
-            log.debug("database locked; batch of %d retried (attempt %d)", len(batch), attempts)
+            log.info("database locked by another process; batch of %d retried (attempt %d)",
+                     len(batch), attempts)
             self._pending = kept + self._pending[len(batch):]
             return policy.delay(attempts, self._rng) if self._pending else 0.0
         except (*_IO_ERRORS, *_CORRUPT_ERRORS, TriomemError) as exc:
