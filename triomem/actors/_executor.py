@@ -36,5 +36,7 @@ class ThreadExecutor:
 class InlineExecutor:
     async def run(self, fn: Callable[[], T]) -> T:
         result = fn()
-        await trio.lowlevel.checkpoint()
+        # Yield to the scheduler but never raise Cancelled here: the work is done (a batch may
+        # have committed), so its result must reach the actor, like the thread executor's.
+        await trio.lowlevel.cancel_shielded_checkpoint()
         return result
