@@ -19,8 +19,9 @@ from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
 from triomem.actors._sql_read import (
     ListMemories,
     MemoryFilter,
+    AllowedSeqs,
     TextCandidates,
-    VectorCandidates,
+    VectorChanges,
     bind_embedder,
 )
 from triomem.actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
@@ -167,9 +168,8 @@ def test_filters_run_inside_sql(tmp_path: Path) -> None:
     assert len(either.memories) == 3
     work = ListMemories(MemoryFilter(space="work")).run(conn)
     assert [m.content for m in work.memories] == ["green apple"]
-    query = EMBEDDER.embed(["apple"])[0].astype("<f4").tobytes()
-    near = VectorCandidates(query, 10, MemoryFilter(space="work")).run(conn)
-    assert len(near) == 1
+    allowed = AllowedSeqs(MemoryFilter(space="work")).run(conn)
+    assert len(allowed) == 1
     text = TextCandidates(fts_query("apples") or "", 10, MemoryFilter(tags_any=("red",))).run(conn)
     assert len(text) == 1  # porter stemming: "apples" finds "apple"
 
@@ -217,3 +217,16 @@ def test_vectors_are_stored_as_given(tmp_path: Path) -> None:
     table = json.loads('"memory_vec_1"')
     blob = scalar(conn, f"SELECT embedding FROM {table}")
     assert np.allclose(np.frombuffer(blob, dtype="<f4"), EMBEDDER.embed(["alpha"])[0])
+
+
+def test_vector_changes_follow_the_hlc_watermark(tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    (a,) = _apply(conn, _put("alpha"))
+    table, changes = VectorChanges(-1).run(conn)
+    assert table == "memory_vec_1"
+    assert [(c.id, c.vector is not None) for c in changes] == [(a.memory.id, True)]  # type: ignore[attr-defined]
+    mark = changes[-1].hlc
+    assert VectorChanges(mark).run(conn)[1] == []
+    _apply(conn, ForgetMemory(a.memory.id), _put("beta"))  # type: ignore[attr-defined]
+    _, changes = VectorChanges(mark).run(conn)
+    assert [(c.id == a.memory.id, c.vector is None) for c in changes] == [(True, True), (False, False)]  # type: ignore[attr-defined]

@@ -77,4 +77,4 @@ def test_times() -> None:
     assert ms_from_time(1.5, "after") == 1500
     for bad in (dt.datetime(2026, 1, 2), math.inf, "2026", True):
         with pytest.raises(InvalidMemory):
-            ms_from_time(bad, "after")  # type: ignore[arg-type]
+            ms_from_time(bad, "after")

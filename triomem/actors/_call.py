@@ -15,6 +15,7 @@ Cancellation rules (also in design/actors.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -34,6 +35,9 @@ class Call(Generic[Req]):
     attempts: int = 0
     abandoned: bool = False  # written by the caller's task, read by the actor (and SQLite's
     #                          progress handler): a plain flag, never a lock
+    # Set by an actor that runs the call in a cancel scope of its own: the caller's
+    # cancellation then cancels the work at once instead of at the next check of ``abandoned``.
+    on_abandon: Callable[[], None] | None = None
     done: trio.Event = attrs.field(factory=trio.Event)
     result: outcome.Outcome[Any] | None = None
 
@@ -93,6 +97,8 @@ class Mailbox(Generic[Req]):
             await call.done.wait()
         except BaseException:
             call.abandoned = True
+            if call.on_abandon is not None:
+                call.on_abandon()
             raise
         assert call.result is not None
         return call.result.unwrap()

@@ -83,8 +83,13 @@ def _v1(conn: apsw.Connection) -> None:
     )
 
 
+def _v2(conn: apsw.Connection) -> None:
+    # Readers that follow changes (the recall index, later sync) ask "what changed since HLC x".
+    conn.execute("CREATE INDEX memories_hlc ON memories(hlc)")
+
+
 # Append only; never edit a released step.
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_v1,)
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_v1, _v2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

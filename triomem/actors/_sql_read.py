@@ -12,10 +12,13 @@ from typing import Any
 
 import apsw
 import attrs
+import numpy as np
+import numpy.typing as npt
 
 from ._db import read_meta, rows, scalar
 from ._errors import EmbedderMismatch, InvalidMemory, NotFound
 from ._values import Memory, Page
+from ._vector_index import VectorChange
 
 MEMORY_COLUMNS = (
     "id, space, content, type, tags, metadata, created_at, updated_at, hlc, origin, content_hash"
@@ -110,34 +113,6 @@ class ListMemories:
 
 
 @attrs.frozen
-class VectorCandidates:
-    """The ``k`` nearest live memories to ``vector`` (cosine distance), filters inside SQL."""
-
-    vector: bytes
-    k: int
-    filter: MemoryFilter = MemoryFilter()
-
-    def run(self, conn: apsw.Connection) -> list[tuple[int, float]]:
-        table = vec_table(conn)
-        if not table:
-            return []
-        if self.filter == MemoryFilter():
-            found = rows(conn,
-                f"SELECT rowid, distance FROM {table} WHERE embedding MATCH ? AND k = ? "
-                "ORDER BY distance",
-                (self.vector, self.k),
-            )
-        else:
-            where, params = self.filter.where("m")
-            found = rows(conn,
-                f"SELECT m.seq, vec_distance_cosine(v.embedding, ?) AS d FROM memories m "
-                f"JOIN {table} v ON v.rowid = m.seq WHERE {where} ORDER BY d LIMIT ?",
-                (self.vector, *params, self.k),
-            )
-        return [(int(seq), float(d)) for seq, d in found]
-
-
-@attrs.frozen
 class TextCandidates:
     """The ``k`` best FTS5 matches (BM25, lower is better) for an already escaped query."""
 
@@ -145,31 +120,63 @@ class TextCandidates:
     k: int
     filter: MemoryFilter = MemoryFilter()
 
-    def run(self, conn: apsw.Connection) -> list[tuple[int, float]]:
+    def run(self, conn: apsw.Connection) -> list[tuple[str, float]]:
         where, params = self.filter.where("m")
         found = rows(conn,
-            "SELECT f.rowid, bm25(memory_fts) AS score FROM memory_fts f "
+            "SELECT m.id, bm25(memory_fts) AS score FROM memory_fts f "
             f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
             "ORDER BY score LIMIT ?",
             (self.match, *params, self.k),
         )
-        return [(int(seq), float(s)) for seq, s in found]
+        return [(str(memory_id), float(s)) for memory_id, s in found]
 
 
 @attrs.frozen
-class MemoriesBySeq:
-    seqs: tuple[int, ...]
+class MemoriesById:
+    ids: tuple[str, ...]
 
-    def run(self, conn: apsw.Connection) -> dict[int, Memory]:
-        if not self.seqs:
+    def run(self, conn: apsw.Connection) -> dict[str, Memory]:
+        if not self.ids:
             return {}
-        marks = ",".join("?" * len(self.seqs))
-        found = rows(conn,
-            f"SELECT seq, {MEMORY_COLUMNS} FROM memories "
-            f"WHERE seq IN ({marks}) AND deleted_at IS NULL",
-            self.seqs,
+        marks = ",".join("?" * len(self.ids))
+        found = rows(conn, f"SELECT {MEMORY_COLUMNS} FROM memories "
+                           f"WHERE id IN ({marks}) AND deleted_at IS NULL", self.ids)
+        return {r[0]: Memory.from_row(r) for r in found}
+
+
+@attrs.frozen
+class VectorChanges:
+    """Every memory changed after HLC ``since``, with its vector (None once forgotten), and
+    the active vector table (a different one means the database was re-embedded)."""
+
+    since: int
+    limit: int = 20_000
+
+    def run(self, conn: apsw.Connection) -> tuple[str, list[VectorChange]]:
+        table = vec_table(conn)
+        if not table:
+            return table, []
+        found = rows(
+            conn,
+            f"SELECT m.seq, m.id, m.hlc, v.embedding FROM memories m LEFT JOIN {table} v "
+            "ON v.rowid = m.seq AND m.deleted_at IS NULL WHERE m.hlc > ? ORDER BY m.hlc LIMIT ?",
+            (self.since, self.limit),
         )
-        return {r[0]: Memory.from_row(r[1:]) for r in found}
+        return table, [VectorChange(s, i, h, v) for s, i, h, v in found]
+
+
+@attrs.frozen
+class AllowedSeqs:
+    """The seqs of live memories passing ``filter``: a filtered vector search scores only these."""
+
+    filter: MemoryFilter
+
+    def run(self, conn: apsw.Connection) -> npt.NDArray[np.int64]:
+        where, params = self.filter.where("m")
+        return np.fromiter(
+            (r[0] for r in conn.execute(f"SELECT seq FROM memories m WHERE {where}", params)),
+            dtype=np.int64,
+        )
 
 
 @attrs.frozen
@@ -206,7 +213,8 @@ class ReadFacts:
 
 
 ReadRequest = (
-    GetMemory | ListMemories | VectorCandidates | TextCandidates | MemoriesBySeq | ReadFacts
+    GetMemory | ListMemories | TextCandidates | MemoriesById | VectorChanges | AllowedSeqs
+    | ReadFacts
 )
 
 

@@ -37,8 +37,13 @@ def utc_from_ms(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, tz=dt.UTC)
 
 
-def ms_from_time(value: dt.datetime | float | int, field: str) -> int:
-    """Epoch milliseconds from an aware datetime or epoch seconds. Naive datetimes are refused."""
+def ms_from_time(value: dt.datetime | float | int | str, field: str) -> int:
+    """Epoch milliseconds from an aware datetime, epoch seconds, ISO 8601 text or a phrase
+    ("yesterday", "3 days ago"; see ``_timephrase``). Naive datetimes are refused."""
+    if isinstance(value, str):
+        from ._timephrase import parse_time
+
+        value = parse_time(value, field)
     if isinstance(value, dt.datetime):
         if value.tzinfo is None:
             raise InvalidMemory(field, "datetime must be timezone-aware")

@@ -16,11 +16,13 @@ from ..actors._errors import (
     StoreIOError,
     TriomemError,
 )
+from ..actors._fusion import FusionParams
+from ..actors._recall import RecallConfig, RecallHit, RecallResult, RecallStatistics
 from ..actors._store import RetryPolicy, StoreStatistics
 from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, Remembered
 from ..embedders import Embedder
 from ._config import EngineConfig
-from ._engine import Engine, EngineStatistics, RecallHit, RecallResult, open_engine, run_engine
+from ._engine import Engine, EngineStatistics, open_engine, run_engine
 from ._reembed import reembed_database
 
 __all__ = [
@@ -34,14 +36,17 @@ __all__ = [
     "EngineClosed",
     "EngineConfig",
     "EngineStatistics",
+    "FusionParams",
     "InvalidMemory",
     "Limits",
     "Memory",
     "NotFound",
     "Overloaded",
     "Page",
+    "RecallConfig",
     "RecallHit",
     "RecallResult",
+    "RecallStatistics",
     "RecallTimeout",
     "Remembered",
     "RemoteUnavailable",

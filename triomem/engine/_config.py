@@ -6,6 +6,7 @@ from typing import Literal
 
 import attrs
 
+from ..actors._recall import RecallConfig
 from ..actors._schema import Pragmas
 from ..actors._store import RetryPolicy, StoreConfig
 from ..actors._values import Limits
@@ -35,6 +36,7 @@ class EngineConfig:
         default="thread", validator=attrs.validators.in_(("thread", "inline")))
     embed_workers: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     embed_max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
+    recall: RecallConfig = RecallConfig()
     seed: int | None = None
 
     def store_config(self) -> StoreConfig:

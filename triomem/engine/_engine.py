@@ -31,17 +31,19 @@ import trio
 from ..actors._embed import EmbedActor, EmbedHandle, EmbedStatistics
 from ..actors._errors import InvalidMemory
 from ..actors._executor import Executor, InlineExecutor, ThreadExecutor
-from ..actors._fts import fts_query
-from ..actors._sql_read import (
-    DatabaseFacts,
-    GetMemory,
-    ListMemories,
-    MemoriesBySeq,
-    MemoryFilter,
-    ReadFacts,
-    TextCandidates,
-    VectorCandidates,
+from ..actors._recall import (
+    IndexActor,
+    IndexHandle,
+    Progress,
+    RecallActor,
+    RecallHandle,
+    RecallRequest,
+    RecallResult,
+    RecallStatistics,
+    TextLeg,
+    VectorLeg,
 )
+from ..actors._sql_read import DatabaseFacts, GetMemory, ListMemories, MemoryFilter, ReadFacts
 from ..actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
 from ..actors._store import StoreActor, StoreHandle, StoreStatistics
 from ..actors._values import (
@@ -61,7 +63,7 @@ from ..actors._values import (
 from ..embedders import Embedder, load_embedder
 from ._config import EngineConfig
 
-TimeArg = dt.datetime | float | int | None
+TimeArg = dt.datetime | float | int | str | None
 MAX_LIMIT = 1000
 
 
@@ -72,22 +74,7 @@ class EngineStatistics:
     database: DatabaseFacts
     store: StoreStatistics
     embed: EmbedStatistics
-
-
-@attrs.frozen
-class RecallHit:
-    """One recalled memory with the score of each leg (None where that leg missed it)."""
-
-    memory: Memory
-    score: float
-    vector_similarity: float | None
-    text_rank: int | None
-
-
-@attrs.frozen
-class RecallResult:
-    hits: tuple[RecallHit, ...]
-    partial: bool = False
+    recall: RecallStatistics
 
 
 def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
@@ -110,6 +97,8 @@ class Engine:
     config: EngineConfig
     _store: StoreHandle
     _embed: EmbedHandle
+    _recall: RecallHandle
+    _index: IndexHandle
     _scope: trio.CancelScope
     _closed: trio.Event = attrs.field(factory=trio.Event)
 
@@ -239,45 +228,43 @@ class Engine:
         tags_any: Iterable[str] = (),
         after: TimeArg = None,
         before: TimeArg = None,
+        min_score: float = 0.0,
+        include_partial: bool = True,
+        progress: Progress | None = None,
     ) -> RecallResult:
-        """Hybrid recall: vector nearest neighbours and FTS5 matches fused by reciprocal rank.
+        """Hybrid recall: the vector index and FTS5 fused (see ``actors/_fusion.py``).
 
-        The vector leg leads; a lexical match promotes a memory rather than competing equally,
-        so function words cannot drown paraphrase matches.
+        Runs under ``min(your effective deadline, EngineConfig.recall.deadline)`` and answers by
+        then: a ``partial`` result naming the legs that finished, or RecallTimeout ("retry in N
+        ms") when nothing was ready (or ``include_partial`` is false). ``after``/``before``
+        accept aware datetimes, epoch seconds, ISO 8601 or phrases such as "yesterday" or
+        "3 days ago". ``min_score`` drops hits whose fused score (0 to 1) is lower.
+        ``progress(progress, total, message)`` is called with increasing values while a long
+        recall works. Raises InvalidMemory naming the field.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidMemory("query", "must be a non-empty string")
-        limit = _check_limit(limit)
-        memory_filter = self._filter(space, type, tags_all, tags_any, after, before, None, None)
-        k = max(limit * 4, 40)
-        vector = (await self._embed.embed([query]))[0]
-        vector_hits: list[tuple[int, float]] = await self._store.call(
-            VectorCandidates(_vector_bytes(vector), k, memory_filter))
-        match = fts_query(query)
-        text_hits: list[tuple[int, float]] = (
-            await self._store.call(TextCandidates(match, k, memory_filter)) if match else [])
-        fused: dict[int, float] = {}
-        similarity = {seq: 1.0 - d for seq, d in vector_hits}
-        text_rank = {seq: rank for rank, (seq, _) in enumerate(text_hits, start=1)}
-        for rank, (seq, _) in enumerate(vector_hits, start=1):
-            fused[seq] = 1.0 / (60 + rank)
-        for seq, rank in text_rank.items():
-            fused[seq] = fused.get(seq, 0.0) + 0.5 / (60 + rank)
-        best = sorted(fused, key=lambda s: fused[s], reverse=True)[:limit]
-        memories: dict[int, Memory] = await self._store.call(MemoriesBySeq(tuple(best)))
-        hits = tuple(
-            RecallHit(memories[s], fused[s], similarity.get(s), text_rank.get(s))
-            for s in best if s in memories
+        if len(query.encode("utf-8", "surrogatepass")) > self.config.limits.max_content_bytes:
+            raise InvalidMemory("query", "longer than the content limit")
+        if isinstance(min_score, bool) or not isinstance(min_score, int | float) or \
+                not 0.0 <= min_score <= 1.0:
+            raise InvalidMemory("min_score", "expected a number from 0 to 1")
+        request = RecallRequest(
+            validate_content(query, self.config.limits, "query"), _check_limit(limit),
+            self._filter(space, type, tags_all, tags_any, after, before, None, None),
+            float(min_score), bool(include_partial), progress,
         )
-        return RecallResult(hits)
+        return await self._recall.recall(request)
 
     async def statistics(self) -> EngineStatistics:
         facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))
         return EngineStatistics(self.path, self.embedder_id, facts, self._store.statistics(),
-                                self._embed.statistics())
+                                self._embed.statistics(), self._recall.statistics())
 
     async def aclose(self) -> None:
         """Stop accepting calls, let queued writes commit, close the database. Idempotent."""
+        await self._recall.aclose()
+        await self._index.aclose()
         await self._store.aclose()
         await self._embed.aclose()
         await self._closed.wait()
@@ -356,8 +343,14 @@ async def run_engine(
             async with trio.open_nursery() as nursery:
                 store = await nursery.start(store_actor.run)
                 embed = await nursery.start(embed_actor.run)
+                index_actor = IndexActor(store, _executor(config, 1), embedder.dim)
+                index = await nursery.start(index_actor.run)
+                recall_actor = RecallActor(store, embed, [VectorLeg(index), TextLeg(store)],
+                                           config.recall, index_size=lambda: len(index))
+                recall = await nursery.start(recall_actor.run)
                 task_status.started(
-                    Engine(path, config, store, embed, nursery.cancel_scope, closed))
+                    Engine(path, config, store, embed, recall, index, nursery.cancel_scope,
+                           closed))
     finally:
         closed.set()
 
