@@ -17,7 +17,14 @@ from ..actors._errors import (
     TriomemError,
 )
 from ..actors._fusion import FusionParams
-from ..actors._recall import RecallConfig, RecallHit, RecallResult, RecallStatistics
+from ..actors._recall import (
+    LegQuery,
+    RecallConfig,
+    RecallHit,
+    RecallLeg,
+    RecallResult,
+    RecallStatistics,
+)
 from ..actors._store import RetryPolicy, StoreStatistics
 from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, Remembered
 from ..embedders import Embedder
@@ -38,6 +45,7 @@ __all__ = [
     "EngineStatistics",
     "FusionParams",
     "InvalidMemory",
+    "LegQuery",
     "Limits",
     "Memory",
     "NotFound",
@@ -45,6 +53,7 @@ __all__ = [
     "Page",
     "RecallConfig",
     "RecallHit",
+    "RecallLeg",
     "RecallResult",
     "RecallStatistics",
     "RecallTimeout",

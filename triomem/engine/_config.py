@@ -6,7 +6,7 @@ from typing import Literal
 
 import attrs
 
-from ..actors._recall import RecallConfig
+from ..actors._recall import RecallConfig, RecallLeg
 from ..actors._schema import Pragmas
 from ..actors._store import RetryPolicy, StoreConfig
 from ..actors._values import Limits
@@ -37,6 +37,8 @@ class EngineConfig:
     embed_workers: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     embed_max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
     recall: RecallConfig = RecallConfig()
+    # More recall legs beside the vector index and FTS5 (the sync issue's remote leg; tests).
+    extra_legs: tuple[RecallLeg, ...] = ()
     seed: int | None = None
 
     def store_config(self) -> StoreConfig:

@@ -251,7 +251,9 @@ class Engine:
             raise InvalidMemory("min_score", "expected a number from 0 to 1")
         request = RecallRequest(
             validate_content(query, self.config.limits, "query"), _check_limit(limit),
-            self._filter(space, type, tags_all, tags_any, after, before, None, None),
+            attrs.evolve(self._filter(space, type, tags_all, tags_any, None, None, None, None),
+                         created_after=_optional_ms(after, "after"),
+                         created_before=_optional_ms(before, "before")),
             float(min_score), bool(include_partial), progress,
         )
         return await self._recall.recall(request)
@@ -345,8 +347,9 @@ async def run_engine(
                 embed = await nursery.start(embed_actor.run)
                 index_actor = IndexActor(store, _executor(config, 1), embedder.dim)
                 index = await nursery.start(index_actor.run)
-                recall_actor = RecallActor(store, embed, [VectorLeg(index), TextLeg(store)],
-                                           config.recall, index_size=lambda: len(index))
+                legs = [VectorLeg(index), TextLeg(store), *config.extra_legs]
+                recall_actor = RecallActor(store, embed, legs, config.recall,
+                                           index_size=lambda: len(index))
                 recall = await nursery.start(recall_actor.run)
                 task_status.started(
                     Engine(path, config, store, embed, recall, index, nursery.cancel_scope,
