@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,10 +18,10 @@ from triomem.actors import _store
 from triomem.actors._vector_index import VectorChange, VectorIndex
 
 BASE_MS = 1_780_000_000_000
-WORDS = "alpha beta gamma delta epsilon zeta eta theta iota kappa lambda".split()
+WORDS = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]
 
 
-async def _seed(engine: Engine, monkeypatch: pytest.MonkeyPatch, n: int) -> list[dict[str, object]]:
+async def _seed(engine: Engine, monkeypatch: pytest.MonkeyPatch, n: int) -> list[dict[str, Any]]:
     rng = random.Random(5)
     oracle = []
     for i in range(n):
@@ -37,7 +38,7 @@ async def _seed(engine: Engine, monkeypatch: pytest.MonkeyPatch, n: int) -> list
     return oracle
 
 
-FILTERS = [
+FILTERS: list[dict[str, Any]] = [
     {"tags_all": ["red", "blue"]},
     {"tags_any": ["red", "blue"]},
     {"space": "work", "type": "fact"},
@@ -48,18 +49,15 @@ FILTERS = [
 ]
 
 
-def _matches(row: dict[str, object], f: dict[str, object]) -> bool:
-    tags = row["tags"]
-    assert isinstance(tags, set)
-    created = row["created"]
-    assert isinstance(created, int)
+def _matches(row: dict[str, Any], f: dict[str, Any]) -> bool:
+    tags: set[str] = row["tags"]
     return (
-        set(f.get("tags_all", [])) <= tags  # type: ignore[arg-type]
-        and (not f.get("tags_any") or bool(tags & set(f["tags_any"])))  # type: ignore[arg-type]
+        set(f.get("tags_all", [])) <= tags
+        and (not f.get("tags_any") or bool(tags & set(f["tags_any"])))
         and f.get("space", row["space"]) == row["space"]
         and f.get("type", row["type"]) == row["type"]
-        and created >= float(f.get("after", 0)) * 1000  # type: ignore[arg-type]
-        and created < float(f.get("before", 1e18)) * 1000  # type: ignore[arg-type]
+        and row["created"] >= float(f.get("after", 0)) * 1000
+        and row["created"] < float(f.get("before", 1e18)) * 1000
     )
 
 
@@ -68,11 +66,11 @@ async def test_recall_and_list_filters_equal_a_brute_force_oracle(
     oracle = await _seed(engine, monkeypatch, 150)
     for f in FILTERS:
         expected = {row["id"] for row in oracle if _matches(row, f)}
-        result = await engine.recall("alpha gamma", limit=1000, **f)  # type: ignore[arg-type]
+        result = await engine.recall("alpha gamma", limit=1000, **f)
         assert {h.memory.id for h in result.hits} == expected, f
         listing = {k.replace("after", "created_after").replace("before", "created_before"): v
                    for k, v in f.items()}
-        page = await engine.list(limit=1000, **listing)  # type: ignore[arg-type]
+        page = await engine.list(limit=1000, **listing)
         assert {m.id for m in page.memories} == expected, f
 
 

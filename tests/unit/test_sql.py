@@ -17,9 +17,9 @@ from triomem.actors._db import scalar
 from triomem.actors._fts import fts_query
 from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
 from triomem.actors._sql_read import (
+    AllowedSeqs,
     ListMemories,
     MemoryFilter,
-    AllowedSeqs,
     TextCandidates,
     VectorChanges,
     bind_embedder,

@@ -37,6 +37,7 @@ from ..actors._recall import (
     Progress,
     RecallActor,
     RecallHandle,
+    RecallLeg,
     RecallRequest,
     RecallResult,
     RecallStatistics,
@@ -347,7 +348,7 @@ async def run_engine(
                 embed = await nursery.start(embed_actor.run)
                 index_actor = IndexActor(store, _executor(config, 1), embedder.dim)
                 index = await nursery.start(index_actor.run)
-                legs = [VectorLeg(index), TextLeg(store), *config.extra_legs]
+                legs: list[RecallLeg] = [VectorLeg(index), TextLeg(store), *config.extra_legs]
                 recall_actor = RecallActor(store, embed, legs, config.recall,
                                            index_size=lambda: len(index))
                 recall = await nursery.start(recall_actor.run)
