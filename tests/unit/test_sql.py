@@ -225,7 +225,7 @@ def test_vector_changes_follow_the_hlc_watermark(tmp_path: Path) -> None:
     table, changes = VectorChanges(-1).run(conn)
     assert table == "memory_vec_1"
     assert [(c.id, c.vector is not None) for c in changes] == [(a.memory.id, True)]  # type: ignore[attr-defined]
-    mark = changes[-1].hlc
+    mark = changes[-1].change
     assert VectorChanges(mark).run(conn)[1] == []
     _apply(conn, ForgetMemory(a.memory.id), _put("beta"))  # type: ignore[attr-defined]
     _, changes = VectorChanges(mark).run(conn)

@@ -191,7 +191,7 @@ class IndexHandle:
 @attrs.define(eq=False)
 class IndexActor:
     """Owns the ``VectorIndex``. Before each batch of queued searches it pulls what changed in
-    the database since its HLC watermark (own writes and other processes' alike), then scores
+    the database since its change watermark (own writes and other processes' alike), then scores
     the whole batch in one matrix product on a worker thread. Mutation and search never
     overlap: both happen inside this one task's turn."""
 

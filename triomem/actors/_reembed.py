@@ -1,7 +1,7 @@
 """Converting a database to another embedder without ever mixing vectors.
 
 The new vectors go into a fresh ``vec0`` table while the old one keeps serving. Passes repeat
-over what changed since the previous pass (by HLC), and the final, short pass runs under the
+over what changed since the previous pass (by local change number), and the final, short pass runs under the
 write lock and flips ``meta`` (embedder, dimension, active table) in the same transaction that
 drops the old table. Writers in other processes still configured with the old embedder then
 fail with EmbedderMismatch instead of writing old-model vectors (see ``WriteContext.load``).
@@ -24,8 +24,8 @@ BATCH = 64
 
 
 def _changed_since(conn: apsw.Connection, mark: int) -> list[tuple[int, str | None, int]]:
-    found = rows(conn, "SELECT seq, content, hlc FROM memories WHERE hlc > ? ORDER BY seq",
-                 (mark,))
+    found = rows(conn, "SELECT seq, content, change FROM memories WHERE change > ? "
+                       "ORDER BY seq", (mark,))
     return [(int(s), c, int(h)) for s, c, h in found]
 
 

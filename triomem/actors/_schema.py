@@ -84,8 +84,14 @@ def _v1(conn: apsw.Connection) -> None:
 
 
 def _v2(conn: apsw.Connection) -> None:
-    # Readers that follow changes (the recall index, later sync) ask "what changed since HLC x".
-    conn.execute("CREATE INDEX memories_hlc ON memories(hlc)")
+    # ``change`` is a local, strictly increasing counter stamped on every write to a row.
+    # Followers (the recall index, the sync outbox) ask "what changed since change x". The HLC
+    # cannot serve: a version imported or replicated from elsewhere keeps its own, older HLC.
+    conn.execute("ALTER TABLE memories ADD COLUMN change INTEGER NOT NULL DEFAULT 0")
+    conn.execute("UPDATE memories SET change = seq")
+    conn.execute("CREATE INDEX memories_change ON memories(change)")
+    conn.execute("INSERT INTO meta(key, value) VALUES('change', "
+                 "(SELECT coalesce(max(change), 0) FROM memories))")
 
 
 # Append only; never edit a released step.

@@ -146,8 +146,8 @@ class MemoriesById:
 
 @attrs.frozen
 class VectorChanges:
-    """Every memory changed after HLC ``since``, with its vector (None once forgotten), and
-    the active vector table (a different one means the database was re-embedded)."""
+    """Every memory written after local change number ``since``, with its vector (None once
+    forgotten), and the active vector table (another one means the file was re-embedded)."""
 
     since: int
     limit: int = 20_000
@@ -158,11 +158,12 @@ class VectorChanges:
             return table, []
         found = rows(
             conn,
-            f"SELECT m.seq, m.id, m.hlc, v.embedding FROM memories m LEFT JOIN {table} v "
-            "ON v.rowid = m.seq AND m.deleted_at IS NULL WHERE m.hlc > ? ORDER BY m.hlc LIMIT ?",
+            f"SELECT m.seq, m.id, m.change, v.embedding FROM memories m LEFT JOIN {table} v "
+            "ON v.rowid = m.seq AND m.deleted_at IS NULL WHERE m.change > ? "
+            "ORDER BY m.change LIMIT ?",
             (self.since, self.limit),
         )
-        return table, [VectorChange(s, i, h, v) for s, i, h, v in found]
+        return table, [VectorChange(s, i, c, v) for s, i, c, v in found]
 
 
 @attrs.frozen

@@ -35,6 +35,7 @@ class WriteContext:
     embedder: str
     vec_table: str
     ids: UuidV7Source
+    change: int
 
     @classmethod
     def load(
@@ -47,14 +48,20 @@ class WriteContext:
         return cls(
             conn=conn, origin=meta["origin"], hlc=Hlc.unpack(int(meta["hlc"])),
             now_ms=now_ms, embedder=embedder, vec_table=meta.get("vec_table", ""), ids=ids,
+            change=int(meta["change"]),
         )
 
     def stamp(self) -> int:
         self.hlc = self.hlc.tick(self.now_ms)
         return self.hlc.pack()
 
+    def next_change(self) -> int:
+        self.change += 1
+        return self.change
+
     def save(self) -> None:
-        self.conn.execute("UPDATE meta SET value = ? WHERE key = 'hlc'", (str(self.hlc.pack()),))
+        self.conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
+                              [(str(self.hlc.pack()), "hlc"), (str(self.change), "change")])
 
 
 def _index(ctx: WriteContext, seq: int, content: str, tags: tuple[str, ...],
@@ -138,11 +145,11 @@ class PutMemory:
         seq: int = scalar(
             conn,
             "INSERT INTO memories(id, space, content, content_hash, type, tags, metadata, "
-            "created_at, updated_at, hlc, origin, idempotency_key) "
-            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
+            "created_at, updated_at, hlc, origin, idempotency_key, change) "
+            "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
             (ctx.ids.next(now), self.space, self.content, self.content_hash, self.type,
              json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json, now, now, hlc,
-             ctx.origin, self.idempotency_key),
+             ctx.origin, self.idempotency_key, ctx.next_change()),
         )
         _index(ctx, seq, self.content, self.tags, self.vector)
         return Remembered(_memory_by_seq(conn, seq), created=True)
@@ -180,11 +187,11 @@ class UpdateMemory:
                 raise DuplicateContent(clash[0][0])
         conn.execute(
             "UPDATE memories SET content = ?, content_hash = ?, type = ?, tags = ?, "
-            "metadata = ?, updated_at = ?, hlc = ? WHERE seq = ?",
+            "metadata = ?, updated_at = ?, hlc = ?, origin = ?, change = ? WHERE seq = ?",
             (new_content, new_hash, self.type or type_,
              json.dumps(list(new_tags), ensure_ascii=False),
              metadata if self.metadata_json is None else self.metadata_json,
-             ctx.now_ms, ctx.stamp(), seq),
+             ctx.now_ms, ctx.stamp(), ctx.origin, ctx.next_change(), seq),
         )
         if new_hash != chash or new_tags != tags:
             vector_changes = self.vector is not None and new_hash != chash
@@ -215,8 +222,9 @@ class ForgetMemory:
         _unindex(ctx, seq, vector=True)
         conn.execute(
             "UPDATE memories SET content = NULL, content_hash = NULL, tags = '[]', "
-            "metadata = '{}', deleted_at = ?, updated_at = ?, hlc = ? WHERE seq = ?",
-            (ctx.now_ms, ctx.now_ms, ctx.stamp(), seq),
+            "metadata = '{}', deleted_at = ?, updated_at = ?, hlc = ?, origin = ?, change = ? "
+            "WHERE seq = ?",
+            (ctx.now_ms, ctx.now_ms, ctx.stamp(), ctx.origin, ctx.next_change(), seq),
         )
         return True
 

@@ -3,7 +3,7 @@
 Measured on this kind of machine, sqlite-vec's flat ``vec0`` scan is about 4x slower than
 numpy over the same vectors (64 ms vs 15 ms at 100k x 384), and ``vec0`` cannot filter on our
 tag table inside the scan. So the recall side keeps the vectors in a matrix, kept in step with
-the database by an HLC watermark (see ``_recall.IndexActor``), and scores every query exactly:
+the database by a change-number watermark (see ``_recall.IndexActor``), and scores every query exactly:
 results equal brute-force search, and several queued queries share one matrix product.
 ``vec0`` stays the durable copy the matrix is loaded from.
 
@@ -28,7 +28,7 @@ class VectorChange:
 
     seq: int
     id: str
-    hlc: int
+    change: int  # the local change number (see schema v2)
     vector: bytes | None
 
 
@@ -36,7 +36,7 @@ class VectorChange:
 class VectorIndex:
     dim: int
     generation: str = ""  # which vec table the vectors came from; a change means reload
-    watermark: int = -1  # the highest HLC applied
+    watermark: int = -1  # the highest local change number applied
     _matrix: F32 = attrs.field(init=False)
     _seqs: I64 = attrs.field(init=False)
     _alive: npt.NDArray[np.bool_] = attrs.field(init=False)
@@ -73,7 +73,7 @@ class VectorIndex:
                     self._dead -= 1
                 self._matrix[row] = np.frombuffer(change.vector, dtype="<f4")
                 self._alive[row] = True
-            self.watermark = max(self.watermark, change.hlc)
+            self.watermark = max(self.watermark, change.change)
         if self._dead > 1024 and self._dead > self._count // 4:
             self._compact()
 
