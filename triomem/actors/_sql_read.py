@@ -6,6 +6,7 @@ query instead of fetching everything and filtering in Python.
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -17,7 +18,7 @@ import numpy.typing as npt
 
 from ._db import read_meta, rows, scalar
 from ._errors import EmbedderMismatch, InvalidMemory, NotFound
-from ._values import Memory, Page
+from ._values import Memory, Page, utc_from_ms
 from ._vector_index import VectorChange
 
 MEMORY_COLUMNS = (
@@ -181,6 +182,47 @@ class AllowedSeqs:
 
 
 @attrs.frozen
+class ExportPage:
+    """Memories after ``after_seq`` in storage order, as JSON-ready records with every field
+    (and, on request, the vector as a list of floats). Tombstones only when asked."""
+
+    after_seq: int
+    limit: int = 500
+    include_forgotten: bool = False
+    with_vectors: bool = False
+
+    def run(self, conn: apsw.Connection) -> tuple[int, list[dict[str, Any]]]:
+        table = vec_table(conn)
+        vector = f"(SELECT embedding FROM {table} v WHERE v.rowid = m.seq)" \
+            if self.with_vectors and table else "NULL"
+        live = "" if self.include_forgotten else "AND m.deleted_at IS NULL"
+        embedder = read_meta(conn).get("embedder")
+        found = rows(
+            conn,
+            f"SELECT m.seq, m.id, m.space, m.content, m.type, m.tags, m.metadata, m.created_at, "
+            f"m.updated_at, m.deleted_at, m.hlc, m.origin, m.content_hash, {vector} "
+            f"FROM memories m WHERE m.seq > ? {live} ORDER BY m.seq LIMIT ?",
+            (self.after_seq, self.limit),
+        )
+        records = []
+        for (_, id_, space, content, type_, tags, metadata, created, updated, deleted, hlc,
+             origin, chash, blob) in found:
+            record: dict[str, Any] = {
+                "id": id_, "space": space, "content": content, "type": type_,
+                "tags": json.loads(tags), "metadata": json.loads(metadata),
+                "created_at": utc_from_ms(created).isoformat(),
+                "updated_at": utc_from_ms(updated).isoformat(),
+                "deleted_at": None if deleted is None else utc_from_ms(deleted).isoformat(),
+                "version": hlc, "origin": origin, "content_hash": chash,
+            }
+            if blob is not None:
+                record["vector"] = np.frombuffer(blob, dtype="<f4").tolist()
+                record["embedder"] = embedder
+            records.append(record)
+        return (found[-1][0] if found else self.after_seq), records
+
+
+@attrs.frozen
 class DatabaseFacts:
     """Counts and sizes for statistics."""
 
@@ -215,7 +257,7 @@ class ReadFacts:
 
 ReadRequest = (
     GetMemory | ListMemories | TextCandidates | MemoriesById | VectorChanges | AllowedSeqs
-    | ReadFacts
+    | ExportPage | ReadFacts
 )
 
 

@@ -229,7 +229,68 @@ class ForgetMemory:
         return True
 
 
-WriteRequest = PutMemory | UpdateMemory | ForgetMemory
+@attrs.frozen
+class ApplyVersion:
+    """Apply a whole version of a memory made elsewhere (import, replication), keeping its id,
+    timestamps, HLC version and origin. ``content=None`` is a tombstone.
 
-__all__ = ["MEMORY_COLUMNS", "ForgetMemory", "PutMemory", "UpdateMemory", "WriteContext",
-           "WriteRequest"]
+    Last writer wins by ``(hlc, origin)``: a version not newer than the stored one changes
+    nothing and answers ``"superseded"``. A live version whose exact content another live
+    memory in the space already holds answers ``"duplicate"`` and changes nothing. Otherwise
+    ``"applied"``; the local clock then observes the version's HLC, so later local writes
+    order after it.
+    """
+
+    id: str
+    space: str
+    content: str | None
+    content_hash: str | None
+    type: str
+    tags: tuple[str, ...]
+    metadata_json: str
+    created_at: int
+    updated_at: int
+    deleted_at: int | None
+    hlc: int
+    origin: str
+    vector: bytes | None
+
+    def apply(self, ctx: WriteContext) -> str:
+        conn = ctx.conn
+        found = rows(conn, "SELECT seq, hlc, origin, deleted_at FROM memories WHERE id = ?",
+                     (self.id,))
+        if found and (found[0][1], found[0][2]) >= (self.hlc, self.origin):
+            return "superseded"
+        if self.content is not None:
+            clash = scalar(conn, "SELECT id FROM memories WHERE space = ? AND content_hash = ? "
+                                 "AND deleted_at IS NULL AND id != ?",
+                           (self.space, self.content_hash, self.id))
+            if clash is not None:
+                return "duplicate"
+        values = (self.space, self.content, self.content_hash, self.type,
+                  json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json,
+                  self.created_at, self.updated_at, self.deleted_at, self.hlc, self.origin,
+                  ctx.next_change())
+        if found:
+            seq = found[0][0]
+            _unindex(ctx, seq, vector=found[0][3] is None)
+            conn.execute(
+                "UPDATE memories SET space = ?, content = ?, content_hash = ?, type = ?, "
+                "tags = ?, metadata = ?, created_at = ?, updated_at = ?, deleted_at = ?, "
+                "hlc = ?, origin = ?, change = ? WHERE seq = ?", (*values, seq))
+        else:
+            seq = scalar(
+                conn,
+                "INSERT INTO memories(space, content, content_hash, type, tags, metadata, "
+                "created_at, updated_at, deleted_at, hlc, origin, change, id) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq", (*values, self.id))
+        if self.content is not None:
+            _index(ctx, seq, self.content, self.tags, self.vector)
+        ctx.hlc = ctx.hlc.observe(Hlc.unpack(self.hlc), ctx.now_ms)
+        return "applied"
+
+
+WriteRequest = PutMemory | UpdateMemory | ForgetMemory | ApplyVersion
+
+__all__ = ["MEMORY_COLUMNS", "ApplyVersion", "ForgetMemory", "PutMemory", "UpdateMemory",
+           "WriteContext", "WriteRequest"]

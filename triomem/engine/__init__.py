@@ -31,6 +31,7 @@ from ..embedders import Embedder
 from ._config import EngineConfig
 from ._engine import Engine, EngineStatistics, open_engine, run_engine
 from ._reembed import reembed_database
+from ._transfer import ImportReport
 
 __all__ = [
     "DEFAULT_SPACE",
@@ -44,6 +45,7 @@ __all__ = [
     "EngineConfig",
     "EngineStatistics",
     "FusionParams",
+    "ImportReport",
     "InvalidMemory",
     "LegQuery",
     "Limits",

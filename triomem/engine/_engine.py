@@ -20,7 +20,7 @@ import contextlib
 import datetime as dt
 import functools
 import os
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import attrs
@@ -63,6 +63,7 @@ from ..actors._values import (
 )
 from ..embedders import Embedder, load_embedder
 from ._config import EngineConfig
+from ._transfer import ImportReport, ParsedRecord, export_records, import_records
 
 TimeArg = dt.datetime | float | int | str | None
 MAX_LIMIT = 1000
@@ -258,6 +259,46 @@ class Engine:
             float(min_score), bool(include_partial), progress,
         )
         return await self._recall.recall(request)
+
+    async def export(self, *, include_forgotten: bool = False, with_vectors: bool = False
+                     ) -> AsyncIterator[dict[str, Any]]:
+        """Every memory as a JSON-ready record with all fields, streamed in storage order.
+
+        Each page is one short read, so writers are never paused for the whole export.
+        ``include_forgotten`` adds tombstones; ``with_vectors`` adds ``vector`` and
+        ``embedder`` (an import into a database with the same model then skips embedding).
+        """
+        async for record in export_records(self._store, include_forgotten=include_forgotten,
+                                           with_vectors=with_vectors):
+            yield record
+
+    async def import_records(
+        self,
+        records: Iterable[tuple[int, object]],
+        *,
+        skip_bad: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> ImportReport:
+        """Import ``(line number, record)`` pairs (see ``_transfer``). Idempotent: by version
+        for exported records, by content hash for new ones. Every record is validated first;
+        with any bad record and not ``skip_bad`` nothing is imported and the report lists the
+        errors by line."""
+
+        async def vectors_for(batch: list[ParsedRecord]) -> list[bytes]:
+            out: list[bytes | None] = [
+                await self._vector_for(r.content or "", r.vector)
+                if r.vector is not None and r.embedder == self.embedder_id else None
+                for r in batch
+            ]
+            missing = [i for i, v in enumerate(out) if v is None]
+            if missing:
+                fresh = await self._embed.embed([batch[i].content or "" for i in missing])
+                for i, vector in zip(missing, fresh, strict=True):
+                    out[i] = _vector_bytes(vector)
+            return [v for v in out if v is not None]
+
+        return await import_records(self._store, vectors_for, records, self.config.limits,
+                                    skip_bad=skip_bad, progress=progress)
 
     async def statistics(self) -> EngineStatistics:
         facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))
