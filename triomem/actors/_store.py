@@ -29,6 +29,7 @@ import attrs
 import outcome
 import trio
 
+from ._backup import BackupJob, BackupRequest
 from ._call import Call, Mailbox
 from ._errors import (
     EngineClosed,
@@ -131,7 +132,7 @@ class _Counters:
     last_error: str | None = None
 
 
-StoreRequest = WriteRequest | ReadRequest
+StoreRequest = WriteRequest | ReadRequest | BackupRequest
 
 
 @attrs.define(eq=False)
@@ -189,6 +190,8 @@ class StoreActor:
     _ids: UuidV7Source = attrs.field(factory=UuidV7Source)
     _rng: random.Random = attrs.field(factory=random.Random)
     _reading: Call[ReadRequest] | None = None
+    _jobs: list[Call[BackupRequest]] = attrs.field(factory=list)  # long jobs, one step a turn
+    _job: BackupJob | None = None  # the head job, once started
 
     def statistics(self, queued: int = 0) -> StoreStatistics:
         c = self._counters
@@ -220,6 +223,12 @@ class StoreActor:
             for call in self._pending:
                 call.fail(EngineClosed("engine closed before the write was committed"))
             self._pending.clear()
+            if self._job is not None:
+                self._job.abort()
+                self._job = None
+            for job in self._jobs:
+                job.fail(EngineClosed("engine closed before the backup finished"))
+            self._jobs.clear()
             while True:
                 try:
                     receive.receive_nowait().fail(EngineClosed("engine closed"))
@@ -272,8 +281,10 @@ class StoreActor:
         idle_since = trio.current_time()
         checkpointed = True
         closed = False
-        while not (closed and not self._pending):
-            if self._pending:
+        while not (closed and not self._pending and not self._jobs):
+            if self._jobs:
+                wake = -math.inf  # a job in progress: take its next step after this turn
+            elif self._pending:
                 wake = next_attempt
             elif not checkpointed:
                 wake = idle_since + self.config.idle_checkpoint_after
@@ -300,16 +311,20 @@ class StoreActor:
             if self._pending and trio.current_time() >= next_attempt:
                 retry_in = await self._commit_pending()
                 next_attempt = trio.current_time() + retry_in if retry_in else -math.inf
-            elif not self._pending and not checkpointed and \
+            elif not self._pending and not checkpointed and not self._jobs and \
                     trio.current_time() >= idle_since + self.config.idle_checkpoint_after:
                 await self._checkpoint()
                 checkpointed = True
+            if self._jobs:
+                await self._advance_job()
             if closed and self._pending and next_attempt > trio.current_time():
                 await trio.sleep_until(next_attempt)
 
     def _take(self, call: Call[StoreRequest], reads: list[Call[ReadRequest]]) -> None:
         if isinstance(call.request, WriteRequest):
             self._pending.append(call)  # type: ignore[arg-type]
+        elif isinstance(call.request, BackupRequest):
+            self._jobs.append(call)  # type: ignore[arg-type]
         else:
             reads.append(call)  # type: ignore[arg-type]
 
@@ -396,6 +411,31 @@ class StoreActor:
                 c.writes_failed += 1
             call.reply(result)
         return 0.0
+
+    async def _advance_job(self) -> None:
+        """One step of the head backup: writers wait for at most this one step."""
+        call, conn = self._jobs[0], self._conn
+        assert conn is not None
+        try:
+            if call.abandoned:
+                raise trio.TooSlowError("backup abandoned by its caller")
+            if self._job is None:
+                self._job = await self.executor.run(
+                    functools.partial(BackupJob.start, conn, call.request))
+            job = self._job
+            if await self.executor.run(job.step):
+                self._job = None
+                self._jobs.pop(0)
+                call.reply(outcome.Value(await self.executor.run(job.finish)))
+        except (apsw.BusyError, apsw.LockedError):
+            self._counters.busy_retries += 1  # another process writes; next turn tries again
+        except (TriomemError, apsw.Error, OSError, trio.TooSlowError) as exc:
+            if self._job is not None:
+                await self.executor.run(self._job.abort)
+                self._job = None
+            self._jobs.pop(0)
+            call.fail(exc if isinstance(exc, TriomemError) else
+                      StoreIOError(f"backup failed: {exc}"))
 
     async def _checkpoint(self) -> None:
         assert self._conn is not None

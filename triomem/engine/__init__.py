@@ -1,5 +1,6 @@
 """triomem's public API: open an engine, remember and recall, typed errors and values."""
 
+from ..actors._backup import BackupResult
 from ..actors._errors import (
     DuplicateContent,
     EmbedderMismatch,
@@ -36,6 +37,7 @@ from ._transfer import ImportReport
 __all__ = [
     "DEFAULT_SPACE",
     "DEFAULT_TYPE",
+    "BackupResult",
     "DuplicateContent",
     "Embedder",
     "EmbedderMismatch",

@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 import trio
 
+from ..actors._backup import BackupRequest, BackupResult
 from ..actors._embed import EmbedActor, EmbedHandle, EmbedStatistics
 from ..actors._errors import InvalidMemory
 from ..actors._executor import Executor, InlineExecutor, ThreadExecutor
@@ -299,6 +300,22 @@ class Engine:
 
         return await import_records(self._store, vectors_for, records, self.config.limits,
                                     skip_bad=skip_bad, progress=progress)
+
+    async def backup(self, destination: str | os.PathLike[str], *, overwrite: bool = False,
+                     pages_per_step: int = 256) -> BackupResult:
+        """Copy the live database to ``destination`` with SQLite's online backup API.
+
+        Runs in steps of ``pages_per_step`` pages between the store's other work: writers are
+        never paused for more than one step. The file appears under its name only when
+        complete and checked. Raises InvalidMemory (destination exists and not ``overwrite``,
+        or its directory is missing) or StoreIOError.
+        """
+        if isinstance(pages_per_step, bool) or not isinstance(pages_per_step, int) or \
+                pages_per_step < 1:
+            raise InvalidMemory("pages_per_step", "expected a positive integer")
+        result: BackupResult = await self._store.call(
+            BackupRequest(os.fspath(destination), pages_per_step, overwrite))
+        return result
 
     async def statistics(self) -> EngineStatistics:
         facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))

@@ -1,0 +1,94 @@
+"""Online backup through SQLite's backup API, one bounded step at a time.
+
+The store actor runs one step between its other work, so writers pause for at most one step
+(``pages_per_step`` pages). The copy is written beside the target as ``<target>.partial`` and
+renamed into place only once complete and checked, so a crash mid-backup never leaves a
+truncated file under the target's name. The result is a single self-contained file
+(rollback-journal mode, no ``-wal`` beside it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import apsw
+import attrs
+
+from ._errors import InvalidMemory, StoreIOError
+
+
+@attrs.frozen
+class BackupRequest:
+    destination: str
+    pages_per_step: int = 256
+    overwrite: bool = False
+
+
+@attrs.frozen
+class BackupResult:
+    destination: str
+    pages: int
+    steps: int
+    bytes: int
+
+
+@attrs.define(eq=False)
+class BackupJob:
+    request: BackupRequest
+    _dest: apsw.Connection
+    _backup: apsw.Backup
+    _partial: str
+    steps: int = 0
+
+    @classmethod
+    def start(cls, source: apsw.Connection, request: BackupRequest) -> BackupJob:
+        target = os.path.abspath(request.destination)
+        if os.path.exists(target) and not request.overwrite:
+            raise InvalidMemory("destination", f"{target} exists; refusing to overwrite it")
+        if not os.path.isdir(os.path.dirname(target)):
+            raise InvalidMemory("destination", f"directory {os.path.dirname(target)} does not "
+                                               "exist")
+        partial = target + ".partial"
+        for leftover in (partial, partial + "-journal", partial + "-wal"):
+            if os.path.exists(leftover):
+                os.remove(leftover)
+        try:
+            dest = apsw.Connection(partial)
+            return cls(request, dest, dest.backup("main", source, "main"), partial)
+        except apsw.Error as exc:
+            raise StoreIOError(f"cannot write backup {partial}: {exc}") from None
+
+    def step(self) -> bool:
+        """Copy the next pages; True when the copy is complete."""
+        self.steps += 1
+        return bool(self._backup.step(self.request.pages_per_step))
+
+    def finish(self) -> BackupResult:
+        pages = self._backup.pagecount
+        self._backup.finish()
+        dest = self._dest
+        try:
+            dest.execute("PRAGMA journal_mode=DELETE")
+            check = dest.execute("PRAGMA quick_check").fetchall()
+            if check != [("ok",)]:
+                raise StoreIOError(f"backup failed its check: {check[:3]}")
+        finally:
+            dest.close()
+        target = os.path.abspath(self.request.destination)
+        with open(self._partial, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(self._partial, target)
+        directory = os.open(os.path.dirname(target), os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself must survive a crash
+        finally:
+            os.close(directory)
+        return BackupResult(target, pages, self.steps, os.path.getsize(target))
+
+    def abort(self) -> None:
+        with contextlib.suppress(apsw.Error):
+            self._backup.finish()
+        self._dest.close()
+        if os.path.exists(self._partial):
+            os.remove(self._partial)
