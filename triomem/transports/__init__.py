@@ -1,1 +1,38 @@
-"""Transports over the engine's public API (MCP over WebSocket and stdio)."""
+"""Transports over the engine's public API: MCP over WebSocket, stdio and memory.
+
+- ``mcp``: the sans-IO core (JSON-RPC, both protocol eras, tools, the error table);
+- ``serve_session``: the one async driver, for any ``MessageTransport``;
+- shells: ``serve_websocket``, ``serve_stdio``, ``open_memory_session``;
+- ``serve.serve_main``: the ``triomem serve`` command.
+"""
+
+from ._driver import MessageTooLarge, MessageTransport, SessionOptions, serve_session
+from .mcp import ServerOptions
+from .memory import ChannelTransport, InMemoryClient, open_memory_session
+from .stdio import LineTransport, StdioOptions, serve_stdio
+from .websocket import (
+    InsecureBind,
+    ServerAddress,
+    WebSocketOptions,
+    check_bind,
+    serve_websocket,
+)
+
+__all__ = [
+    "ChannelTransport",
+    "InMemoryClient",
+    "InsecureBind",
+    "LineTransport",
+    "MessageTooLarge",
+    "MessageTransport",
+    "ServerAddress",
+    "ServerOptions",
+    "SessionOptions",
+    "StdioOptions",
+    "WebSocketOptions",
+    "check_bind",
+    "open_memory_session",
+    "serve_session",
+    "serve_stdio",
+    "serve_websocket",
+]

@@ -7,7 +7,14 @@
 # second run takes well under a second. Usage: setup_venvs.sh [mcp1|mcp2]...
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../../.." && pwd)"
-python="${TRIOMEM_INTEROP_PYTHON:-$("$root/.venv/bin/python" -c 'import sys; print(sys._base_executable)')}"
+# The interpreter behind triomem's own venv, so both sides run the same Python.
+if [[ -n "${TRIOMEM_INTEROP_PYTHON:-}" ]]; then
+    python="$TRIOMEM_INTEROP_PYTHON"
+elif [[ -x "$root/.venv/bin/python" ]]; then
+    python="$("$root/.venv/bin/python" -c 'import sys; print(sys._base_executable)')"
+else
+    python="$(command -v python3)"
+fi
 
 setup() {
     local name="$1" requirement="$2" dir="$root/.venv-$1"
@@ -18,8 +25,14 @@ setup() {
     fi
     rm -rf "$dir"
     "$python" -m venv "$dir"
+    # pip's output goes to a log, shown only if the install fails.
     # shellcheck disable=SC2086
-    "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $want
+    if ! "$dir/bin/python" -m pip install --quiet --disable-pip-version-check $want \
+            > "$dir/install.log" 2>&1; then
+        cat "$dir/install.log" >&2
+        echo "setup_venvs.sh: installing $want into $dir failed" >&2
+        exit 1
+    fi
     printf '%s' "$want" > "$stamp"
 }
 

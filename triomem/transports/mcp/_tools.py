@@ -1,0 +1,240 @@
+"""The MCP tools: names, schemas, annotations, and the pure halves of running one.
+
+A tool call is split so the sans-IO core never awaits anything:
+
+1. ``validate_arguments`` checks the arguments against the input schema (``jsonschema``);
+2. ``ToolSpec.bind`` turns valid arguments into an ``EngineCall``: a plain value naming one
+   ``Engine`` method and its arguments (time strings already parsed);
+3. the async driver performs the call (``perform`` in ``triomem.transports._driver``);
+4. ``ToolSpec.present`` turns the engine's answer into ``structuredContent``.
+
+The order of ``TOOLS`` is the order ``tools/list`` reports (deterministic, SEP-2549).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
+
+import attrs
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+
+from ...engine import InvalidMemory, Memory, Page, RecallResult, Remembered
+from . import _schemas as s
+from ._times import parse_time
+
+EngineMethod = Literal["remember", "recall", "get", "update", "forget", "list", "statistics"]
+
+
+@attrs.frozen
+class EngineCall:
+    """One engine method call, as data: ``await getattr(engine, method)(*args, **kwargs)``."""
+
+    method: EngineMethod
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@attrs.frozen
+class ToolSpec:
+    name: str
+    title: str
+    description: str
+    input_schema: Mapping[str, Any]
+    output_schema: Mapping[str, Any]
+    annotations: Mapping[str, Any]
+    bind: Callable[[Mapping[str, Any]], EngineCall]
+    present: Callable[[EngineCall, Any], dict[str, Any]]
+    reports_progress: bool = False  # the engine method takes a ``progress`` callback
+
+    def describe(self) -> dict[str, Any]:
+        """This tool's entry in a ``tools/list`` result."""
+        return {"name": self.name, "title": self.title, "description": self.description,
+                "inputSchema": dict(self.input_schema), "outputSchema": dict(self.output_schema),
+                "annotations": {"title": self.title, **self.annotations}}
+
+    def result(self, call: EngineCall, value: Any) -> dict[str, Any]:
+        """The ``CallToolResult`` for a successful call: structured content and a text copy."""
+        structured = self.present(call, value)
+        text = json.dumps(structured, ensure_ascii=False)
+        return {"content": [{"type": "text", "text": text}], "structuredContent": structured,
+                "isError": False}
+
+
+# -- argument helpers ----------------------------------------------------------------------
+
+def _pick(arguments: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    """The given arguments that are present (absent ones keep the engine's defaults)."""
+    return {name: arguments[name] for name in names if name in arguments}
+
+
+def _times(arguments: Mapping[str, Any], *names: str) -> dict[str, Any]:
+    return {name: parse_time(arguments[name], name) for name in names if name in arguments}
+
+
+# -- the tools -----------------------------------------------------------------------------
+
+def _bind_store(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("remember", (a["content"],),
+                      _pick(a, "tags", "type", "metadata", "space", "idempotency_key"))
+
+
+def _present_store(_: EngineCall, value: Remembered) -> dict[str, Any]:
+    return {"created": value.created, "memory": value.memory.to_json()}
+
+
+def _bind_recall(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("recall", (a["query"],), {
+        **_pick(a, "limit", "space", "type", "tags_all", "tags_any", "min_score",
+                "include_partial"),
+        **_times(a, "after", "before")})
+
+
+def _present_recall(_: EngineCall, value: RecallResult) -> dict[str, Any]:
+    hits = [{"memory": h.memory.to_json(), "score": h.score,
+             "vector_similarity": h.vector_similarity, "text_rank": h.text_rank}
+            for h in value.hits]
+    return {"hits": hits, "partial": value.partial, "legs_pending": list(value.legs_pending)}
+
+
+def _bind_get(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("get", (a["id"],))
+
+
+def _present_memory(_: EngineCall, value: Memory) -> dict[str, Any]:
+    return {"memory": value.to_json()}
+
+
+def _bind_update(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("update", (a["id"],), _pick(a, "content", "tags", "type", "metadata"))
+
+
+def _bind_forget(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("forget", (a["id"],))
+
+
+def _present_forget(call: EngineCall, value: bool) -> dict[str, Any]:
+    return {"id": call.args[0], "erased": value}
+
+
+def _bind_list(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("list", (), {
+        **_pick(a, "space", "type", "tags_all", "tags_any", "limit", "cursor"),
+        **_times(a, "created_after", "created_before", "updated_after", "updated_before")})
+
+
+def _present_list(_: EngineCall, value: Page) -> dict[str, Any]:
+    return {"memories": [m.to_json() for m in value.memories], "next_cursor": value.next_cursor}
+
+
+def _bind_stats(_: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("statistics")
+
+
+def _present_stats(_: EngineCall, value: Any) -> dict[str, Any]:
+    # EngineStatistics is a tree of frozen attrs records of JSON scalars.
+    structured: dict[str, Any] = attrs.asdict(value)  # tuples become lists
+    return structured
+
+
+# Annotations are hints (clients must not trust them); "the world of a memory tool is not
+# open" is the spec's own example for openWorldHint. destructiveHint defaults to true in the
+# spec, so every tool that is not read-only says what it is.
+_READ: Final = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+_WRITE: Final = {"readOnlyHint": False, "destructiveHint": False, "openWorldHint": False}
+
+TOOLS: Final[tuple[ToolSpec, ...]] = (
+    ToolSpec(
+        "memory_store", "Store a memory",
+        "Remember a piece of text for later: a fact, a preference, a decision, a note. Add "
+        "tags, a type and a space to organise memories. Storing the exact same text again in "
+        "the same space returns the existing memory (created: false) instead of a copy.",
+        s.STORE_INPUT, s.STORE_OUTPUT, {**_WRITE, "idempotentHint": True},
+        _bind_store, _present_store),
+    ToolSpec(
+        "memory_recall", "Recall memories",
+        "Search memories by meaning and by words (hybrid search), best match first. Filter by "
+        "space, type, tags and creation time (ISO dates or phrases like \"yesterday\"). A "
+        "result with partial: true was cut short by the server's deadline; retry for a "
+        "complete answer.",
+        s.RECALL_INPUT, s.RECALL_OUTPUT, _READ, _bind_recall, _present_recall,
+        reports_progress=True),
+    ToolSpec(
+        "memory_get", "Get a memory",
+        "Fetch one memory by its id.",
+        s.GET_INPUT, s.MEMORY_OUTPUT, _READ, _bind_get, _present_memory),
+    ToolSpec(
+        "memory_update", "Update a memory",
+        "Change the content, tags, type or metadata of a memory; fields not given stay as "
+        "they are. New content is re-embedded.",
+        s.UPDATE_INPUT, s.MEMORY_OUTPUT, {**_WRITE, "idempotentHint": True},
+        _bind_update, _present_memory),
+    ToolSpec(
+        "memory_forget", "Forget a memory",
+        "Erase a memory's content, tags and metadata for good. erased is false when it was "
+        "already forgotten.",
+        s.FORGET_INPUT, s.FORGET_OUTPUT,
+        {**_WRITE, "destructiveHint": True, "idempotentHint": True},
+        _bind_forget, _present_forget),
+    ToolSpec(
+        "memory_list", "List memories",
+        "List memories newest first, filtered by space, type, tags and creation or update "
+        "time. Pass next_cursor back as cursor to get the next page.",
+        s.LIST_INPUT, s.LIST_OUTPUT, _READ, _bind_list, _present_list),
+    ToolSpec(
+        "memory_stats", "Memory statistics",
+        "Counts and sizes of the memory database, and the state of the engine.",
+        s.STATS_INPUT, s.STATS_OUTPUT, _READ, _bind_stats, _present_stats),
+)
+
+TOOLS_BY_NAME: Final[Mapping[str, ToolSpec]] = {tool.name: tool for tool in TOOLS}
+_VALIDATORS: Final[Mapping[str, Any]] = {
+    tool.name: Draft202012Validator(tool.input_schema) for tool in TOOLS}
+
+
+# -- validation ----------------------------------------------------------------------------
+
+def _field_path(path: Any) -> str:
+    """``["tags", 0]`` -> ``tags[0]``: the engine's own spelling of a field."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _describe(error: ValidationError) -> tuple[str, str]:
+    """(field, reason) for the most relevant schema violation."""
+    field = _field_path(error.absolute_path)
+    instance = error.instance
+    required: Any = error.validator_value
+    schema: Any = error.schema
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = [name for name in required if name not in instance]
+        name = missing[0] if missing else "?"
+        return (f"{field}.{name}" if field else name), "is required"
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = schema.get("properties", {})
+        extra = sorted(str(k) for k in instance if k not in known)
+        name = extra[0] if extra else "?"
+        allowed = ", ".join(known) or "none"
+        return (f"{field}.{name}" if field else name), f"is not a known argument (allowed: {allowed})"
+    reason = error.message
+    if len(reason) > 300:  # the message quotes the instance, which may be large
+        reason = reason[:300] + "..."
+    return field or "arguments", reason
+
+
+def validate_arguments(tool: ToolSpec, arguments: Mapping[str, Any]) -> None:
+    """Raise ``InvalidMemory(field, reason)`` if ``arguments`` break the tool's input schema."""
+    error = best_match(_VALIDATORS[tool.name].iter_errors(arguments))
+    if error is not None:
+        field, reason = _describe(error)
+        raise InvalidMemory(field, reason)
+
+
+def bind(tool: ToolSpec, arguments: Mapping[str, Any]) -> EngineCall:
+    """Validate ``arguments`` and turn them into an engine call. Raises InvalidMemory."""
+    validate_arguments(tool, arguments)
+    return tool.bind(arguments)
