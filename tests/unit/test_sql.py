@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.fakes import HashEmbedder
 from triomem import EmbedderMismatch, InvalidMemory, NotFound, SchemaTooNew, StoreCorrupt
 from triomem.actors._db import scalar
-from triomem.actors._fts import fts_query
+from triomem.actors._fts import fts_query, query_terms
 from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
 from triomem.actors._sql_read import (
     AllowedSeqs,
@@ -170,8 +170,21 @@ def test_filters_run_inside_sql(tmp_path: Path) -> None:
     assert [m.content for m in work.memories] == ["green apple"]
     allowed = AllowedSeqs(MemoryFilter(space="work")).run(conn)
     assert len(allowed) == 1
-    text = TextCandidates(fts_query("apples") or "", 10, MemoryFilter(tags_any=("red",))).run(conn)
+    text = TextCandidates(query_terms("apples"), 10, MemoryFilter(tags_any=("red",))).run(conn)
     assert len(text) == 1  # porter stemming: "apples" finds "apple"
+    assert 0 < text[0][1] <= 1  # a lexical strength
+
+
+def test_lexical_strength_is_high_for_rare_terms_and_low_for_common_ones(
+        tmp_path: Path) -> None:
+    conn = _open(tmp_path / "m.db")
+    _apply(conn, *[_put(f"the team met on monday about topic {i}") for i in range(30)],
+           _put("error E11000 duplicate key in the orders collection"))
+    [(_, rare)] = TextCandidates(query_terms("E11000"), 5).run(conn)
+    common = TextCandidates(query_terms("which team owns the billing dashboard"), 50).run(conn)
+    assert rare > 0.4
+    assert common
+    assert max(strength for _, strength in common) < 0.4
 
 
 def test_listing_pages_through_everything_once(tmp_path: Path) -> None:

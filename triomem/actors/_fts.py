@@ -16,12 +16,21 @@ STOP_WORDS = frozenset(
 )
 
 
-def fts_query(text: str, *, max_terms: int = 32) -> str | None:
-    """An FTS5 MATCH expression for ``text``, or None when nothing searchable is left."""
+def query_terms(text: str, *, max_terms: int = 32) -> tuple[str, ...]:
+    """The searchable words of ``text``: letters and digits only, stop words dropped."""
     terms: dict[str, None] = {}
     for token in _TOKEN.findall(text.lower()):
         if token not in STOP_WORDS and len(terms) < max_terms:
             terms[token] = None
-    if not terms:
-        return None
+    return tuple(terms)
+
+
+def match_expression(terms: tuple[str, ...]) -> str:
+    """Every term as a quoted FTS5 string, ORed. Terms hold no quotes (see ``query_terms``)."""
     return " OR ".join(f'"{t}"' for t in terms)
+
+
+def fts_query(text: str, *, max_terms: int = 32) -> str | None:
+    """An FTS5 MATCH expression for ``text``, or None when nothing searchable is left."""
+    terms = query_terms(text, max_terms=max_terms)
+    return match_expression(terms) if terms else None

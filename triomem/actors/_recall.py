@@ -36,7 +36,7 @@ from ._call import Call, Mailbox
 from ._embed import EmbedHandle
 from ._errors import RecallTimeout, TriomemError
 from ._executor import Executor
-from ._fts import fts_query
+from ._fts import query_terms
 from ._fusion import FusionParams, fuse
 from ._sql_read import AllowedSeqs, MemoriesById, MemoryFilter, TextCandidates, VectorChanges
 from ._store import StoreHandle
@@ -97,6 +97,7 @@ class RecallRequest:
     min_score: float = 0.0
     include_partial: bool = True
     progress: Progress | None = attrs.field(default=None, eq=False)
+    legs: frozenset[str] | None = None  # consult only these legs (diagnostics, evaluation)
 
 
 @attrs.frozen
@@ -141,12 +142,11 @@ class TextLeg:
     background: bool = False
 
     async def search(self, query: LegQuery) -> LegHits:
-        match = fts_query(query.text)
-        if match is None:
+        terms = query_terms(query.text)
+        if not terms:
             return []
-        hits: list[tuple[str, float]] = await self.store.call(
-            TextCandidates(match, query.k, query.filter))
-        return [(memory_id, -bm25) for memory_id, bm25 in hits]  # BM25: lower is better
+        hits: LegHits = await self.store.call(TextCandidates(terms, query.k, query.filter))
+        return hits
 
 
 @attrs.define(eq=False)
@@ -340,8 +340,9 @@ class RecallActor:
         # Leave a little of the budget for fusion and fetching the winners.
         legs_deadline = deadline - min(0.02, (deadline - started) * 0.1)
         k = max(self.config.candidates, request.limit * 2)
+        legs = [leg for leg in self.legs if request.legs is None or leg.name in request.legs]
         done: dict[str, LegHits] = {}
-        steps = len(self.legs) + 2  # embed, each leg, fuse
+        steps = len(legs) + 2  # embed, each leg, fuse
         progress = _ProgressReporter(request.progress, steps, started, self.config)
         vector_ready = trio.Event()
         vector: list[npt.NDArray[np.float32]] = []
@@ -363,13 +364,13 @@ class RecallActor:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(progress.heartbeat)
             with trio.move_on_at(legs_deadline):
-                async with trio.open_nursery() as legs:
-                    if any(leg.needs_vector for leg in self.legs):
-                        legs.start_soon(embed)
-                    for leg in self.legs:
-                        legs.start_soon(run_leg, leg)
+                async with trio.open_nursery() as running:
+                    if any(leg.needs_vector for leg in legs):
+                        running.start_soon(embed)
+                    for leg in legs:
+                        running.start_soon(run_leg, leg)
             nursery.cancel_scope.cancel()
-        pending = tuple(leg.name for leg in self.legs if leg.name not in done)
+        pending = tuple(leg.name for leg in legs if leg.name not in done)
         if pending and (not done or not request.include_partial):
             self._timeouts += 1
             raise RecallTimeout(self.config.retry_hint)

@@ -7,6 +7,7 @@ query instead of fetching everything and filtering in Python.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -18,6 +19,7 @@ import numpy.typing as npt
 
 from ._db import read_meta, rows, scalar
 from ._errors import EmbedderMismatch, InvalidMemory, NotFound
+from ._fts import match_expression
 from ._values import Memory, Page, utc_from_ms
 from ._vector_index import VectorChange
 
@@ -115,21 +117,35 @@ class ListMemories:
 
 @attrs.frozen
 class TextCandidates:
-    """The ``k`` best FTS5 matches (BM25, lower is better) for an already escaped query."""
+    """The ``k`` best FTS5 matches for ``terms`` (see ``_fts.query_terms``), each with its
+    lexical *strength* in [0, 1]: its BM25 score over the most a one-occurrence match of every
+    query term could score (the sum of the terms' IDF). A hit on a rare term that the query is
+    mostly about is strong; a hit on one common word among rarer unmatched ones is weak. Unlike
+    a ratio to the query's best hit, this stays low when every lexical hit is weak."""
 
-    match: str
+    terms: tuple[str, ...]
     k: int
     filter: MemoryFilter = MemoryFilter()
 
     def run(self, conn: apsw.Connection) -> list[tuple[str, float]]:
+        if not self.terms:
+            return []
         where, params = self.filter.where("m")
         found = rows(conn,
             "SELECT m.id, bm25(memory_fts) AS score FROM memory_fts f "
             f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
             "ORDER BY score LIMIT ?",
-            (self.match, *params, self.k),
+            (match_expression(self.terms), *params, self.k),
         )
-        return [(str(memory_id), float(s)) for memory_id, s in found]
+        if not found:
+            return []
+        total = scalar(conn, "SELECT count(*) FROM memory_fts")
+        ceiling = 0.0
+        for term in self.terms:  # IDF exactly as FTS5's bm25() computes it
+            df = scalar(conn, "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?",
+                        (f'"{term}"',))
+            ceiling += max(1e-6, math.log((total - df + 0.5) / (df + 0.5)))
+        return [(str(memory_id), min(1.0, -float(s) / ceiling)) for memory_id, s in found]
 
 
 @attrs.frozen

@@ -234,6 +234,7 @@ class Engine:
         min_score: float = 0.0,
         include_partial: bool = True,
         progress: Progress | None = None,
+        legs: Iterable[str] | None = None,
     ) -> RecallResult:
         """Hybrid recall: the vector index and FTS5 fused (see ``actors/_fusion.py``).
 
@@ -243,7 +244,8 @@ class Engine:
         accept aware datetimes, epoch seconds, ISO 8601 or phrases such as "yesterday" or
         "3 days ago". ``min_score`` drops hits whose fused score (0 to 1) is lower.
         ``progress(progress, total, message)`` is called with increasing values while a long
-        recall works. Raises InvalidMemory naming the field.
+        recall works. ``legs`` restricts the search to those legs ("vector", "text", ...), for
+        diagnostics and evaluation. Raises InvalidMemory naming the field.
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidMemory("query", "must be a non-empty string")
@@ -258,6 +260,7 @@ class Engine:
                          created_after=_optional_ms(after, "after"),
                          created_before=_optional_ms(before, "before")),
             float(min_score), bool(include_partial), progress,
+            None if legs is None else frozenset(validate_tags(legs, self.config.limits, "legs")),
         )
         return await self._recall.recall(request)
 
