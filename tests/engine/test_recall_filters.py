@@ -104,18 +104,23 @@ def test_vector_index_equals_exact_search() -> None:
 
 
 async def test_index_follows_writes_from_another_connection(
-        db_path: Path, inline_config: EngineConfig) -> None:
+        db_path: Path, inline_config: EngineConfig, autojump_clock: trio.abc.Clock) -> None:
+    """Another engine's writes reach this engine's index within its external refresh
+    interval (50 ms): its own writes at once."""
     async with open_engine(db_path, inline_config) as reader, \
             open_engine(db_path, inline_config) as writer:
         assert (await reader.recall("anything")).hits == ()
         stored = (await writer.remember("written by the other engine")).memory
+        await trio.sleep(0.05)
         hits = (await reader.recall("written by the other engine")).hits
         assert [h.memory.id for h in hits] == [stored.id]
         await writer.update(stored.id, content="rewritten elsewhere entirely")
+        await trio.sleep(0.05)
         hits = (await reader.recall("rewritten elsewhere entirely")).hits
         assert hits[0].memory.content == "rewritten elsewhere entirely"
         assert hits[0].vector_similarity == pytest.approx(1.0, abs=1e-5)
         await writer.forget(stored.id)
+        await trio.sleep(0.05)
         assert (await reader.recall("rewritten elsewhere entirely")).hits == ()
         assert (await reader.statistics()).recall.index_size == 0
 

@@ -36,7 +36,7 @@ from ._call import Call, Mailbox
 from ._embed import EmbedHandle
 from ._errors import RecallTimeout, TriomemError
 from ._executor import Executor
-from ._fts import query_terms
+from ._fts import FrequencyCache, query_terms
 from ._fusion import FusionParams, fuse
 from ._sql_read import AllowedSeqs, MemoriesById, MemoryFilter, TextCandidates, VectorChanges
 from ._store import StoreHandle
@@ -137,6 +137,8 @@ class RecallStatistics:
 @attrs.define(eq=False)
 class TextLeg:
     store: StoreHandle
+    floor: float = 0.0  # the fusion's text floor: weaker memories need not be scored
+    frequencies: FrequencyCache = attrs.field(factory=FrequencyCache)
     name: str = "text"
     needs_vector: bool = False
     background: bool = False
@@ -145,7 +147,8 @@ class TextLeg:
         terms = query_terms(query.text)
         if not terms:
             return []
-        hits: LegHits = await self.store.call(TextCandidates(terms, query.k, query.filter))
+        hits: LegHits = await self.store.call(
+            TextCandidates(terms, query.k, query.filter, self.floor, self.frequencies))
         return hits
 
 
@@ -199,7 +202,12 @@ class IndexActor:
     executor: Executor
     dim: int
     max_batch: int = 32
+    # Writes by this process are seen at once (the store's commit count moves); writes by
+    # other processes on the same file within this many seconds.
+    external_refresh: float = 0.05
     index: VectorIndex = attrs.field(init=False)
+    _seen_batches: int = -1
+    _refreshed_at: float = -math.inf
 
     def __attrs_post_init__(self) -> None:
         self.index = VectorIndex(self.dim)
@@ -220,6 +228,8 @@ class IndexActor:
 
     async def refresh(self) -> None:
         """Apply every change committed since the watermark (a checkpoint)."""
+        self._seen_batches = self.store.batches_committed
+        self._refreshed_at = trio.current_time()
         while True:
             request = VectorChanges(self.index.watermark)
             table, changes = await self.store.call(request)
@@ -234,7 +244,9 @@ class IndexActor:
         if not batch:
             return
         try:
-            await self.refresh()
+            if self.store.batches_committed != self._seen_batches or \
+                    trio.current_time() - self._refreshed_at >= self.external_refresh:
+                await self.refresh()
             allowed: list[npt.NDArray[np.int64] | None] = []
             for call in batch:
                 empty = call.request.filter == MemoryFilter()

@@ -165,6 +165,9 @@ def connect(path: str, pragmas: Pragmas) -> apsw.Connection:
         conn.execute(f"PRAGMA journal_size_limit={pragmas.journal_size_limit_bytes}")
         conn.wal_autocheckpoint(pragmas.wal_autocheckpoint_pages)
         migrate(conn)
+        # Per-connection (temp schema, not in the file): document frequencies for recall.
+        conn.execute("CREATE VIRTUAL TABLE IF NOT EXISTS temp.memory_fts_vocab "
+                     "USING fts5vocab(main, memory_fts, row)")
     except (apsw.NotADBError, apsw.CorruptError) as exc:
         conn.close()
         raise StoreCorrupt(f"{path} is not a usable SQLite database: {exc}") from None

@@ -7,7 +7,6 @@ query instead of fetching everything and filtering in Python.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -19,7 +18,7 @@ import numpy.typing as npt
 
 from ._db import read_meta, rows, scalar
 from ._errors import EmbedderMismatch, InvalidMemory, NotFound
-from ._fts import match_expression
+from ._fts import FrequencyCache, informative_terms, match_expression, term_statistics
 from ._values import Memory, Page, utc_from_ms
 from ._vector_index import VectorChange
 
@@ -118,33 +117,48 @@ class ListMemories:
 @attrs.frozen
 class TextCandidates:
     """The ``k`` best FTS5 matches for ``terms`` (see ``_fts.query_terms``), each with its
-    lexical *strength* in [0, 1]: its BM25 score over the most a one-occurrence match of every
-    query term could score (the sum of the terms' IDF). A hit on a rare term that the query is
-    mostly about is strong; a hit on one common word among rarer unmatched ones is weak. Unlike
-    a ratio to the query's best hit, this stays low when every lexical hit is weak."""
+    lexical *strength* in [0, 1]: its BM25 score over the sum of the query terms' IDF (the
+    most a one-occurrence match of every term could score). A hit on a rare term the query is
+    mostly about is strong; a hit on one common word among rarer unmatched ones is weak.
+
+    When the query's words would match more than ``prune_above`` memories (a large corpus
+    and common words), only memories that can reach ``floor`` are scored, on the terms that
+    decide it (``_fts.informative_terms``; their strength is then a slight underestimate);
+    when even those match more than ``budget`` memories, the lexical evidence is too weak to
+    be worth the scan and nothing is returned. Small corpora are always scored exactly.
+    """
 
     terms: tuple[str, ...]
     k: int
     filter: MemoryFilter = MemoryFilter()
+    floor: float = 0.0
+    cache: FrequencyCache | None = attrs.field(default=None, eq=False)
+    prune_above: int = 5_000
+    budget: int = 20_000
 
     def run(self, conn: apsw.Connection) -> list[tuple[str, float]]:
-        if not self.terms:
+        stats = term_statistics(conn, self.terms, self.cache)
+        ceiling = sum(t.idf for t in stats)
+        searched = [t for t in stats if t.docs > 0]
+        if sum(t.docs for t in searched) > self.prune_above:
+            searched = informative_terms(stats, self.floor)
+        if not searched or sum(t.docs for t in searched) > self.budget:
             return []
-        where, params = self.filter.where("m")
-        found = rows(conn,
-            "SELECT m.id, bm25(memory_fts) AS score FROM memory_fts f "
-            f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
-            "ORDER BY score LIMIT ?",
-            (match_expression(self.terms), *params, self.k),
-        )
-        if not found:
-            return []
-        total = scalar(conn, "SELECT count(*) FROM memory_fts")
-        ceiling = 0.0
-        for term in self.terms:  # IDF exactly as FTS5's bm25() computes it
-            df = scalar(conn, "SELECT count(*) FROM memory_fts WHERE memory_fts MATCH ?",
-                        (f'"{term}"',))
-            ceiling += max(1e-6, math.log((total - df + 0.5) / (df + 0.5)))
+        match = match_expression(tuple(t.word for t in searched))
+        if self.filter == MemoryFilter():  # score FTS5 alone, then name the k winners
+            scored = rows(conn, "SELECT rowid, bm25(memory_fts) AS s FROM memory_fts "
+                                "WHERE memory_fts MATCH ? ORDER BY s LIMIT ?", (match, self.k))
+            ids: dict[int, str] = dict(rows(conn, f"SELECT seq, id FROM memories WHERE seq IN "
+                                  f"({','.join('?' * len(scored))})", [r[0] for r in scored]))
+            found = [(ids[seq], score) for seq, score in scored if seq in ids]
+        else:
+            where, params = self.filter.where("m")
+            found = rows(conn,
+                "SELECT m.id, bm25(memory_fts) AS s FROM memory_fts f "
+                f"JOIN memories m ON m.seq = f.rowid WHERE memory_fts MATCH ? AND {where} "
+                "ORDER BY s LIMIT ?",
+                (match, *params, self.k),
+            )
         return [(str(memory_id), min(1.0, -float(s) / ceiling)) for memory_id, s in found]
 
 

@@ -86,21 +86,23 @@ class VectorIndex:
             return [[] for _ in range(len(queries))]
         scores = self._matrix[:count] @ np.ascontiguousarray(queries, dtype=np.float32).T
         results: list[list[tuple[str, float]]] = []
+        alive = self._alive[:count]
         for column, seqs in enumerate(allowed):
-            mask = self._alive[:count]
-            if seqs is not None:
-                mask = mask & np.isin(self._seqs[:count], seqs)
-            rows = np.flatnonzero(mask)
-            if rows.size == 0:
+            if seqs is None and not self._dead:  # the common case: no mask, no copy
+                rows, column_scores = None, scores[:, column]
+            else:
+                mask = alive if seqs is None else alive & np.isin(self._seqs[:count], seqs)
+                rows = np.flatnonzero(mask)
+                column_scores = scores[rows, column]
+            n = column_scores.size
+            if n == 0:
                 results.append([])
                 continue
-            column_scores = scores[rows, column]
-            if rows.size > k:
-                top = np.argpartition(-column_scores, k - 1)[:k]
-            else:
-                top = np.arange(rows.size)
+            top = np.argpartition(-column_scores, k - 1)[:k] if n > k else np.arange(n)
             top = top[np.argsort(-column_scores[top], kind="stable")]
-            results.append([(self._ids[rows[i]], float(column_scores[i])) for i in top])
+            picked = top if rows is None else rows[top]
+            results.append([(self._ids[int(r)], float(column_scores[i]))
+                            for r, i in zip(picked, top, strict=True)])
         return results
 
     def _append(self, seq: int, memory_id: str) -> int:

@@ -409,7 +409,9 @@ async def run_engine(
                 embed = await nursery.start(embed_actor.run)
                 index_actor = IndexActor(store, _executor(config, 1), embedder.dim)
                 index = await nursery.start(index_actor.run)
-                legs: list[RecallLeg] = [VectorLeg(index), TextLeg(store), *config.extra_legs]
+                legs: list[RecallLeg] = [VectorLeg(index),
+                                         TextLeg(store, config.recall.fusion.text_floor),
+                                         *config.extra_legs]
                 recall_actor = RecallActor(store, embed, legs, config.recall,
                                            index_size=lambda: len(index))
                 recall = await nursery.start(recall_actor.run)
