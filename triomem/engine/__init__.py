@@ -31,12 +31,15 @@ from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, 
 from ..embedders import Embedder
 from ._config import EngineConfig
 from ._engine import Engine, EngineStatistics, open_engine, run_engine
+from ._importers import FORMATS as IMPORT_FORMATS
+from ._importers import read_records
 from ._reembed import reembed_database
 from ._transfer import ImportReport
 
 __all__ = [
     "DEFAULT_SPACE",
     "DEFAULT_TYPE",
+    "IMPORT_FORMATS",
     "BackupResult",
     "DuplicateContent",
     "Embedder",
@@ -71,6 +74,7 @@ __all__ = [
     "StoreStatistics",
     "TriomemError",
     "open_engine",
+    "read_records",
     "reembed_database",
     "run_engine",
 ]

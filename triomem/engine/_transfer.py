@@ -30,6 +30,7 @@ from ..actors._values import (
     validate_name,
     validate_tags,
 )
+from ._importers import BrokenLine
 
 FULL_FIELDS = ("id", "version", "origin", "created_at", "updated_at")
 
@@ -64,6 +65,8 @@ def parse_record(obj: object, line: int, limits: Limits) -> ParsedRecord:
 
 
 def _parse(obj: object, line: int, limits: Limits) -> ParsedRecord:
+    if isinstance(obj, BrokenLine):
+        raise InvalidMemory("record", obj.reason)
     if not isinstance(obj, Mapping):
         raise InvalidMemory("record", "expected a JSON object")
     deleted = obj.get("deleted_at")
