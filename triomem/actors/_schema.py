@@ -94,8 +94,45 @@ def _v2(conn: apsw.Connection) -> None:
                  "(SELECT coalesce(max(change), 0) FROM memories))")
 
 
+def _v3(conn: apsw.Connection) -> None:
+    # Replication (design/replication.md). The outbox is written in the same transaction as
+    # every local change, coalesced per memory: bounded by the data set, never capped or
+    # dropped. Existing memories are queued once so a first sync pushes them.
+    # Exact-duplicate content is refused for local writes (remember returns the existing
+    # memory), but two devices may create the same text under two ids before they sync; both
+    # versions must replicate, so uniqueness is no longer a constraint of the table.
+    conn.execute(
+        """
+        DROP INDEX memories_live_content;
+        CREATE INDEX memories_live_content
+            ON memories(space, content_hash) WHERE deleted_at IS NULL;
+        CREATE TABLE sync_outbox(
+            memory_id TEXT PRIMARY KEY,
+            change INTEGER NOT NULL,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT
+        ) STRICT;
+        CREATE INDEX sync_outbox_change ON sync_outbox(change);
+        INSERT INTO sync_outbox(memory_id, change) SELECT id, change FROM memories;
+        CREATE TABLE sync_cursor(
+            remote TEXT NOT NULL, space TEXT NOT NULL, seq INTEGER NOT NULL,
+            PRIMARY KEY(remote, space)
+        ) STRICT;
+        CREATE TABLE sync_conflict(
+            memory_id TEXT NOT NULL, hlc INTEGER NOT NULL, origin TEXT NOT NULL,
+            record TEXT NOT NULL, seen_at INTEGER NOT NULL,
+            PRIMARY KEY(memory_id, hlc, origin)
+        ) STRICT;
+        CREATE TABLE sync_dead(
+            memory_id TEXT NOT NULL, change INTEGER NOT NULL, error TEXT NOT NULL,
+            at INTEGER NOT NULL
+        ) STRICT;
+        """
+    )
+
+
 # Append only; never edit a released step.
-MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_v1, _v2)
+MIGRATIONS: tuple[Callable[[apsw.Connection], None], ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

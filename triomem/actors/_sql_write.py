@@ -59,6 +59,16 @@ class WriteContext:
         self.change += 1
         return self.change
 
+    def local_change(self, memory_id: str) -> int:
+        """A change number for a write made here, queued for replication in this same
+        transaction (coalesced: one outbox row per memory, holding its latest change)."""
+        change = self.next_change()
+        self.conn.execute(
+            "INSERT INTO sync_outbox(memory_id, change) VALUES(?, ?) ON CONFLICT(memory_id) "
+            "DO UPDATE SET change = excluded.change, attempts = 0, last_error = NULL",
+            (memory_id, change))
+        return change
+
     def save(self) -> None:
         self.conn.executemany("UPDATE meta SET value = ? WHERE key = ?",
                               [(str(self.hlc.pack()), "hlc"), (str(self.change), "change")])
@@ -142,14 +152,15 @@ class PutMemory:
         if existing is not None:
             return Remembered(existing, created=False)
         now, hlc = ctx.now_ms, ctx.stamp()
+        memory_id = ctx.ids.next(now)
         seq: int = scalar(
             conn,
             "INSERT INTO memories(id, space, content, content_hash, type, tags, metadata, "
             "created_at, updated_at, hlc, origin, idempotency_key, change) "
             "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?) RETURNING seq",
-            (ctx.ids.next(now), self.space, self.content, self.content_hash, self.type,
+            (memory_id, self.space, self.content, self.content_hash, self.type,
              json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json, now, now, hlc,
-             ctx.origin, self.idempotency_key, ctx.next_change()),
+             ctx.origin, self.idempotency_key, ctx.local_change(memory_id)),
         )
         _index(ctx, seq, self.content, self.tags, self.vector)
         return Remembered(_memory_by_seq(conn, seq), created=True)
@@ -191,7 +202,7 @@ class UpdateMemory:
             (new_content, new_hash, self.type or type_,
              json.dumps(list(new_tags), ensure_ascii=False),
              metadata if self.metadata_json is None else self.metadata_json,
-             ctx.now_ms, ctx.stamp(), ctx.origin, ctx.next_change(), seq),
+             ctx.now_ms, ctx.stamp(), ctx.origin, ctx.local_change(self.id), seq),
         )
         if new_hash != chash or new_tags != tags:
             vector_changes = self.vector is not None and new_hash != chash
@@ -224,7 +235,7 @@ class ForgetMemory:
             "UPDATE memories SET content = NULL, content_hash = NULL, tags = '[]', "
             "metadata = '{}', deleted_at = ?, updated_at = ?, hlc = ?, origin = ?, change = ? "
             "WHERE seq = ?",
-            (ctx.now_ms, ctx.now_ms, ctx.stamp(), ctx.origin, ctx.next_change(), seq),
+            (ctx.now_ms, ctx.now_ms, ctx.stamp(), ctx.origin, ctx.local_change(self.id), seq),
         )
         return True
 
@@ -235,8 +246,10 @@ class ApplyVersion:
     timestamps, HLC version and origin. ``content=None`` is a tombstone.
 
     Last writer wins by ``(hlc, origin)``: a version not newer than the stored one changes
-    nothing and answers ``"superseded"``. A live version whose exact content another live
-    memory in the space already holds answers ``"duplicate"`` and changes nothing. Otherwise
+    nothing and answers ``"superseded"``. An imported (``replicate``) live version whose exact
+    content another live memory in the space holds answers ``"duplicate"`` and changes
+    nothing; a pulled one is applied regardless (two devices may have written the same text
+    under two ids before they synced). Otherwise
     ``"applied"``; the local clock then observes the version's HLC, so later local writes
     order after it.
     """
@@ -254,6 +267,9 @@ class ApplyVersion:
     hlc: int
     origin: str
     vector: bytes | None
+    # True for versions that entered here (import) and must be pushed on; False for versions
+    # pulled from the remote, which already has them.
+    replicate: bool = True
 
     def apply(self, ctx: WriteContext) -> str:
         conn = ctx.conn
@@ -261,7 +277,7 @@ class ApplyVersion:
                      (self.id,))
         if found and (found[0][1], found[0][2]) >= (self.hlc, self.origin):
             return "superseded"
-        if self.content is not None:
+        if self.content is not None and self.replicate:  # an import dedupes; a pull does not
             clash = scalar(conn, "SELECT id FROM memories WHERE space = ? AND content_hash = ? "
                                  "AND deleted_at IS NULL AND id != ?",
                            (self.space, self.content_hash, self.id))
@@ -270,7 +286,7 @@ class ApplyVersion:
         values = (self.space, self.content, self.content_hash, self.type,
                   json.dumps(list(self.tags), ensure_ascii=False), self.metadata_json,
                   self.created_at, self.updated_at, self.deleted_at, self.hlc, self.origin,
-                  ctx.next_change())
+                  ctx.local_change(self.id) if self.replicate else ctx.next_change())
         if found:
             seq = found[0][0]
             _unindex(ctx, seq, vector=found[0][3] is None)

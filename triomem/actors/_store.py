@@ -41,6 +41,7 @@ from ._errors import (
 from ._executor import Executor
 from ._schema import Pragmas, connect, immediate
 from ._sql_read import ReadRequest, bind_embedder, wal_size
+from ._sql_sync import SyncRead, SyncWrite
 from ._sql_write import WriteContext, WriteRequest
 from ._stamps import UuidV7Source, wall_ms
 
@@ -132,7 +133,9 @@ class _Counters:
     last_error: str | None = None
 
 
-StoreRequest = WriteRequest | ReadRequest | BackupRequest
+AnyWrite = WriteRequest | SyncWrite
+AnyRead = ReadRequest | SyncRead
+StoreRequest = AnyWrite | AnyRead | BackupRequest
 
 
 @attrs.define(eq=False)
@@ -163,7 +166,7 @@ class StoreHandle:
 
 
 def _apply_batch(
-    conn: apsw.Connection, requests: list[WriteRequest], *, embedder: str, ids: UuidV7Source
+    conn: apsw.Connection, requests: list[AnyWrite], *, embedder: str, ids: UuidV7Source
 ) -> list[outcome.Outcome[Any]]:
     """One transaction for the whole batch; each write in a savepoint so it can fail alone."""
     results: list[outcome.Outcome[Any]] = []
@@ -192,10 +195,10 @@ class StoreActor:
     config: StoreConfig = StoreConfig()
     _conn: apsw.Connection | None = None
     _counters: _Counters = attrs.field(factory=_Counters)
-    _pending: list[Call[WriteRequest]] = attrs.field(factory=list)
+    _pending: list[Call[AnyWrite]] = attrs.field(factory=list)
     _ids: UuidV7Source = attrs.field(factory=UuidV7Source)
     _rng: random.Random = attrs.field(factory=random.Random)
-    _reading: Call[ReadRequest] | None = None
+    _reading: Call[AnyRead] | None = None
     _jobs: list[Call[BackupRequest]] = attrs.field(factory=list)  # long jobs, one step a turn
     _job: BackupJob | None = None  # the head job, once started
 
@@ -296,7 +299,7 @@ class StoreActor:
                 wake = idle_since + self.config.idle_checkpoint_after
             else:
                 wake = math.inf
-            reads: list[Call[ReadRequest]] = []
+            reads: list[Call[AnyRead]] = []
             if not closed:
                 with trio.move_on_at(wake):
                     try:
@@ -326,15 +329,15 @@ class StoreActor:
             if closed and self._pending and next_attempt > trio.current_time():
                 await trio.sleep_until(next_attempt)
 
-    def _take(self, call: Call[StoreRequest], reads: list[Call[ReadRequest]]) -> None:
-        if isinstance(call.request, WriteRequest):
+    def _take(self, call: Call[StoreRequest], reads: list[Call[AnyRead]]) -> None:
+        if isinstance(call.request, AnyWrite):
             self._pending.append(call)  # type: ignore[arg-type]
         elif isinstance(call.request, BackupRequest):
             self._jobs.append(call)  # type: ignore[arg-type]
         else:
             reads.append(call)  # type: ignore[arg-type]
 
-    async def _read(self, call: Call[ReadRequest]) -> None:
+    async def _read(self, call: Call[AnyRead]) -> None:
         if call.abandoned:
             return
         assert self._conn is not None
