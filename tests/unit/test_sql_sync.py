@@ -9,7 +9,7 @@ import apsw
 import attrs
 
 from tests.unit.test_sql import EMBEDDER, _open, _put
-from triomem.actors._db import scalar
+from triomem.actors._db import rows, scalar
 from triomem.actors._remote import MemoryVersion
 from triomem.actors._sql_sync import (
     AckOutbox,
@@ -32,7 +32,7 @@ def _do(conn: apsw.Connection, *requests: Any) -> list[Any]:
 
 
 def _outbox(conn: apsw.Connection) -> dict[str, int]:
-    return dict(conn.execute("SELECT memory_id, change FROM sync_outbox").fetchall())
+    return dict(rows(conn, "SELECT memory_id, change FROM sync_outbox"))
 
 
 def test_local_writes_queue_one_coalesced_entry_per_memory(tmp_path: Path) -> None:
@@ -103,7 +103,7 @@ def test_pulls_apply_newer_versions_and_keep_losers(tmp_path: Path) -> None:
         PulledVersion(newer, vector), PulledVersion(older, vector),
         PulledVersion(brand_new, vector)), next_seq=42))
     assert counts == {"applied": 2, "superseded": 1, "duplicate": 0}
-    content = dict(conn.execute("SELECT id, content FROM memories").fetchall())
+    content = dict(rows(conn, "SELECT id, content FROM memories"))
     assert content[a.memory.id] == "alpha, edited far away"
     assert content[b.memory.id] == "beta"  # the local version was newer
     assert content[brand_new.id] == "made on another device"
