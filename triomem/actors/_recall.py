@@ -23,7 +23,7 @@ import collections
 import functools
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 import attrs
@@ -50,6 +50,14 @@ LegHits = list[tuple[str, float]]
 
 
 @attrs.frozen
+class LegResult:
+    """Hits plus the memories a leg brought with it (a remote's memories may not be local)."""
+
+    hits: tuple[tuple[str, float], ...]
+    memories: Mapping[str, Memory] = attrs.field(factory=dict, eq=False)
+
+
+@attrs.frozen
 class LegQuery:
     text: str
     vector: npt.NDArray[np.float32] | None
@@ -71,7 +79,7 @@ class RecallLeg(Protocol):
         """True when the search may safely finish after the deadline (its result is cached)."""
         ...
 
-    async def search(self, query: LegQuery) -> LegHits: ...
+    async def search(self, query: LegQuery) -> LegHits | LegResult: ...
 
 
 @attrs.frozen
@@ -289,7 +297,7 @@ class _Background:
     """A background leg search in flight, shared by every request that wants it."""
 
     done: trio.Event = attrs.field(factory=trio.Event)
-    result: LegHits | None = None
+    result: LegHits | LegResult | None = None
 
 
 @attrs.define(eq=False)
@@ -299,7 +307,7 @@ class RecallActor:
     legs: Sequence[RecallLeg]
     config: RecallConfig = RecallConfig()
     index_size: Callable[[], int] = lambda: 0
-    _cache: collections.OrderedDict[tuple[Any, ...], tuple[float, LegHits]] = attrs.field(
+    _cache: collections.OrderedDict[tuple[Any, ...], tuple[float, LegHits | LegResult]] = attrs.field(
         factory=collections.OrderedDict)
     _inflight: dict[tuple[Any, ...], _Background] = attrs.field(factory=dict)
     _served: int = 0
@@ -354,6 +362,7 @@ class RecallActor:
         k = max(self.config.candidates, request.limit * 2)
         legs = [leg for leg in self.legs if request.legs is None or leg.name in request.legs]
         done: dict[str, LegHits] = {}
+        brought: dict[str, Memory] = {}
         steps = len(legs) + 2  # embed, each leg, fuse
         progress = _ProgressReporter(request.progress, steps, started, self.config)
         vector_ready = trio.Event()
@@ -368,9 +377,12 @@ class RecallActor:
             if leg.needs_vector:
                 await vector_ready.wait()
             query = LegQuery(request.text, vector[0] if vector else None, k, request.filter)
-            hits = await (self._background_leg(leg, query, background) if leg.background
-                          else leg.search(query))
-            done[leg.name] = hits
+            found = await (self._background_leg(leg, query, background) if leg.background
+                           else leg.search(query))
+            if isinstance(found, LegResult):
+                brought.update(found.memories)
+                found = list(found.hits)
+            done[leg.name] = found
             progress.step(f"{leg.name} leg finished")
 
         async with trio.open_nursery() as nursery:
@@ -390,6 +402,8 @@ class RecallActor:
                  if f.score >= request.min_score]
         memories: dict[str, Memory] = await self.store.call(
             MemoriesById(tuple(f.id for f in fused)))
+        for memory_id, memory in brought.items():  # the local copy wins when there is one
+            memories.setdefault(memory_id, memory)
         progress.step("fused")
         hits = tuple(
             RecallHit(memories[f.id], f.score, f.leg_scores.get("vector"),
@@ -401,7 +415,7 @@ class RecallActor:
         return RecallResult(hits, bool(pending), tuple(done), pending)
 
     async def _background_leg(self, leg: RecallLeg, query: LegQuery,
-                              background: trio.Nursery) -> LegHits:
+                              background: trio.Nursery) -> LegHits | LegResult:
         key = (leg.name, query.text, query.k, query.filter)
         now = trio.current_time()
         cached = self._cache.get(key)

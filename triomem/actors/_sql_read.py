@@ -45,6 +45,20 @@ class MemoryFilter:
     updated_after: int | None = None
     updated_before: int | None = None
 
+    def accepts(self, memory: Memory) -> bool:
+        """The same test as ``where``, in Python: for memories that came from elsewhere."""
+        created = int(memory.created_at.timestamp() * 1000)
+        updated = int(memory.updated_at.timestamp() * 1000)
+        return (
+            self.space in (None, memory.space) and self.type in (None, memory.type)
+            and set(self.tags_all) <= set(memory.tags)
+            and (not self.tags_any or bool(set(self.tags_any) & set(memory.tags)))
+            and (self.created_after is None or created >= self.created_after)
+            and (self.created_before is None or created < self.created_before)
+            and (self.updated_after is None or updated >= self.updated_after)
+            and (self.updated_before is None or updated < self.updated_before)
+        )
+
     def where(self, alias: str = "m") -> tuple[str, list[Any]]:
         """A SQL condition on ``memories AS alias`` and its parameters."""
         clauses = [f"{alias}.deleted_at IS NULL"]

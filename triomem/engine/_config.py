@@ -7,8 +7,10 @@ from typing import Literal
 import attrs
 
 from ..actors._recall import RecallConfig, RecallLeg
+from ..actors._remote import RemoteBackend
 from ..actors._schema import Pragmas
 from ..actors._store import RetryPolicy, StoreConfig
+from ..actors._sync import SyncConfig
 from ..actors._values import Limits
 from ..embedders import DEFAULT_EMBEDDER, Embedder
 
@@ -37,8 +39,14 @@ class EngineConfig:
     embed_workers: int = attrs.field(default=1, validator=attrs.validators.gt(0))
     embed_max_batch: int = attrs.field(default=64, validator=attrs.validators.gt(0))
     recall: RecallConfig = RecallConfig()
-    # More recall legs beside the vector index and FTS5 (the sync issue's remote leg; tests).
+    # More recall legs beside the vector index and FTS5 (tests inject slow fakes).
     extra_legs: tuple[RecallLeg, ...] = ()
+    # Replication: a backend to sync with (None: local only) and how. With ``remote_recall``
+    # the remote's search is a background recall leg.
+    remote: RemoteBackend | None = None
+    sync: SyncConfig = SyncConfig()
+    remote_recall: bool = True
+    sync_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))
     seed: int | None = None
 
     def store_config(self) -> StoreConfig:

@@ -16,6 +16,7 @@ committed (``synchronous=FULL`` by default: on disk).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import functools
@@ -46,8 +47,10 @@ from ..actors._recall import (
     VectorLeg,
 )
 from ..actors._sql_read import DatabaseFacts, GetMemory, ListMemories, MemoryFilter, ReadFacts
+from ..actors._sql_sync import ListConflicts
 from ..actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
 from ..actors._store import StoreActor, StoreHandle, StoreStatistics
+from ..actors._sync import RemoteLeg, SyncActor, SyncHandle, SyncStatus
 from ..actors._values import (
     DEFAULT_SPACE,
     DEFAULT_TYPE,
@@ -104,6 +107,7 @@ class Engine:
     _index: IndexHandle
     _scope: trio.CancelScope
     _closed: trio.Event = attrs.field(factory=trio.Event)
+    _sync: _SyncRunner | None = None
 
     @property
     def embedder_id(self) -> str:
@@ -143,6 +147,7 @@ class Engine:
         )
         embedded = await self._vector_for(content, vector)
         result: Remembered = await self._store.call(put(vector=embedded))
+        self._wrote()
         return result
 
     async def update(
@@ -175,6 +180,7 @@ class Engine:
             request = attrs.evolve(request, content=content, content_hash=content_hash(content),
                                    vector=await self._vector_for(content, None))
         memory: Memory = await self._store.call(request)
+        self._wrote()
         return memory
 
     async def forget(self, memory_id: str) -> bool:
@@ -182,6 +188,7 @@ class Engine:
         version) for sync. True if this call erased it, False if it was already forgotten.
         Raises NotFound for an id that never existed."""
         erased: bool = await self._store.call(ForgetMemory(self._check_id(memory_id)))
+        self._wrote()
         return erased
 
     # -- reads ----------------------------------------------------------------------------
@@ -301,8 +308,10 @@ class Engine:
                     out[i] = _vector_bytes(vector)
             return [v for v in out if v is not None]
 
-        return await import_records(self._store, vectors_for, records, self.config.limits,
-                                    skip_bad=skip_bad, progress=progress)
+        report = await import_records(self._store, vectors_for, records, self.config.limits,
+                                      skip_bad=skip_bad, progress=progress)
+        self._wrote()
+        return report
 
     async def backup(self, destination: str | os.PathLike[str], *, overwrite: bool = False,
                      pages_per_step: int = 256) -> BackupResult:
@@ -320,13 +329,44 @@ class Engine:
             BackupRequest(os.fspath(destination), pages_per_step, overwrite))
         return result
 
+    async def sync_status(self) -> SyncStatus:
+        """Outbox depth, last push and pull, backoff or pause, dead letters, conflicts.
+        Raises InvalidMemory("remote") when no remote is configured."""
+        return await self._syncing().handle.status()
+
+    async def sync_now(self) -> None:
+        """Run a sync cycle now and wait until one completes without error. Callers bound the
+        wait with ``trio.fail_after``: against an unreachable remote it never completes."""
+        await self._syncing().handle.wait_synced()
+
+    async def conflicts(self, limit: int = 100) -> builtins.list[dict[str, Any]]:
+        """Versions that lost a last-writer-wins contest, newest first: kept, never dropped."""
+        found: builtins.list[dict[str, Any]] = await self._store.call(
+            ListConflicts(_check_limit(limit)))
+        return found
+
+    def _syncing(self) -> _SyncRunner:
+        if self._sync is None:
+            raise InvalidMemory("remote", "no remote is configured for this engine")
+        return self._sync
+
+    def _wrote(self) -> None:
+        if self._sync is not None:
+            self._sync.handle.sync_now()
+
     async def statistics(self) -> EngineStatistics:
         facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))
         return EngineStatistics(self.path, self.embedder_id, facts, self._store.statistics(),
                                 self._embed.statistics(), self._recall.statistics())
 
     async def aclose(self) -> None:
-        """Stop accepting calls, let queued writes commit, close the database. Idempotent."""
+        """Stop accepting calls, let queued writes commit, close the database. Idempotent.
+
+        Sync gets ``EngineConfig.sync_grace`` seconds to finish the batch it is pushing; what
+        is still queued stays in the durable outbox for the next start.
+        """
+        if self._sync is not None:
+            await self._sync.stop(self.config.sync_grace)
         await self._recall.aclose()
         await self._index.aclose()
         await self._store.aclose()
@@ -412,14 +452,49 @@ async def run_engine(
                 legs: list[RecallLeg] = [VectorLeg(index),
                                          TextLeg(store, config.recall.fusion.text_floor),
                                          *config.extra_legs]
+                sync = None
+                if config.remote is not None:
+                    facts: DatabaseFacts = await store.call(ReadFacts(path))
+                    sync = await nursery.start(_SyncRunner.start, SyncActor(
+                        store, embed, config.remote, facts.origin, embedder.model_id,
+                        config.sync))
+                    if config.remote_recall:
+                        legs.append(RemoteLeg(config.remote))
                 recall_actor = RecallActor(store, embed, legs, config.recall,
                                            index_size=lambda: len(index))
                 recall = await nursery.start(recall_actor.run)
                 task_status.started(
                     Engine(path, config, store, embed, recall, index, nursery.cancel_scope,
-                           closed))
+                           closed, sync))
     finally:
         closed.set()
+
+
+@attrs.define(eq=False)
+class _SyncRunner:
+    """The sync actor in a cancel scope of its own, so shutdown can give it a grace period
+    before the store closes under it."""
+
+    handle: SyncHandle
+    scope: trio.CancelScope
+    done: trio.Event
+
+    @classmethod
+    async def start(cls, actor: SyncActor, *,
+                    task_status: trio.TaskStatus[_SyncRunner] = trio.TASK_STATUS_IGNORED
+                    ) -> None:
+        done = trio.Event()
+        try:
+            with trio.CancelScope() as scope:
+                handle = SyncHandle(actor)
+                task_status.started(cls(handle, scope, done))
+                await actor.run()
+        finally:
+            done.set()
+
+    async def stop(self, grace: float) -> None:
+        self.scope.deadline = min(self.scope.deadline, trio.current_time() + grace)
+        await self.done.wait()
 
 
 @contextlib.contextmanager
