@@ -10,11 +10,14 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 
 import attrs
 
+MIN_ACCOUNTED_S = 0.25
 MIN_CHARS = 60
 MAX_CHARS = 200
 
@@ -131,7 +134,9 @@ def machine() -> dict[str, str]:
         pass
     return {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "cpus": str(len(os.sched_getaffinity(0))),
+        "code": code_version(),
+        "cpus": str(cpu_count()),
+        "load_average": " ".join(f"{v:.2f}" for v in os.getloadavg()),
         "cpu_model": cpu,
         "platform": platform.platform(),
         "python": sys.version.split()[0],
@@ -139,6 +144,22 @@ def machine() -> dict[str, str]:
         "apsw": apsw.apsw_version(),
         "numpy": np.__version__,
     }
+
+
+def code_version() -> str:
+    """The commit of the triomem being measured, ``+dirty`` if its tracked files changed."""
+    import triomem
+
+    where = os.path.dirname(os.path.dirname(os.path.abspath(triomem.__file__)))
+    try:
+        head = subprocess.run(["git", "-C", where, "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", where, "status", "--porcelain",
+                                "--untracked-files=no", "--", "triomem"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return f"{where} (not a git checkout)"
+    return head + ("+dirty" if dirty else "")
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -152,6 +173,62 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(headers), rule, *(line(r) for r in rows)])
+
+
+@attrs.frozen
+class CpuSample:
+    """Wall clock, CPU seconds used by the whole machine and by this process, at one moment.
+
+    The difference between two samples tells how much of the machine *other* processes used
+    in between: a benchmark on a shared 2-core box should say when it was not alone.
+    """
+
+    wall: float
+    machine_busy: float
+    own: float
+
+    @classmethod
+    def now(cls) -> CpuSample:
+        times = os.times()
+        return cls(time.perf_counter(), _machine_busy(), times.user + times.system)
+
+    def other_share(self, later: CpuSample) -> float | None:
+        """Fraction of all cores' time used by other processes (and kernel threads, which
+        includes some of this process's own I/O); None when the interval is too short for the
+        kernel's 10 ms accounting ticks to say anything."""
+        wall = later.wall - self.wall
+        if wall < MIN_ACCOUNTED_S:
+            return None
+        other = (later.machine_busy - self.machine_busy) - (later.own - self.own)
+        return max(0.0, other / (wall * cpu_count()))
+
+
+def wait_for_quiet(max_other: float, window: float, timeout: float) -> float | None:
+    """Block until other processes used at most ``max_other`` of the machine over ``window``
+    seconds, or ``timeout`` passed; returns the last share seen (None if /proc is missing)."""
+    deadline = time.perf_counter() + timeout
+    while True:
+        before = CpuSample.now()
+        time.sleep(window)
+        share = before.other_share(CpuSample.now())
+        if share is None or share <= max_other or time.perf_counter() >= deadline:
+            return share
+
+
+def _machine_busy() -> float:
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0.0
+    # user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+    # included in user and nice
+    busy = sum(fields[:3]) + sum(fields[5:8])
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_count() -> int:
+    return len(os.sched_getaffinity(0))
 
 
 def progress(message: str) -> None:

@@ -48,20 +48,20 @@ async def measure(size: int, queries: int) -> dict[str, float]:
             await engine.recall("warm up the index")  # loads the matrix once
             hybrid, vector_ids = [], []
             for ask in asks:
-                start = time.perf_counter()
+                began = time.perf_counter()
                 await engine.recall(ask, limit=10)
-                hybrid.append(time.perf_counter() - start)
+                hybrid.append(time.perf_counter() - began)
             for ask in asks:
                 result = await engine.recall(ask, limit=10, legs=["vector"])
                 vector_ids.append({h.memory.content for h in result.hits})
     brute, overlap = [], []
     for ask, got in zip(asks, vector_ids, strict=True):
-        start = time.perf_counter()
+        began = time.perf_counter()
         query = embedder.embed([ask])[0]
         scores = matrix @ query
         top = np.argpartition(-scores, 10)[:10]
         top = top[np.argsort(-scores[top])]
-        brute.append(time.perf_counter() - start)
+        brute.append(time.perf_counter() - began)
         overlap.append(len({texts[i] for i in top} & got) / 10)
     h, b = Latency.of(hybrid), Latency.of(brute)
     return {"size": size, "build_s": build, "hybrid_p50_ms": h.p50, "hybrid_p99_ms": h.p99,

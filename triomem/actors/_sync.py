@@ -96,8 +96,14 @@ class SyncHandle:
     _actor: SyncActor
 
     def sync_now(self) -> None:
-        """Start a cycle at once (after a write, or to end a pause). Never blocks."""
+        """Start a cycle at once, even during a backoff or pause. Never blocks."""
         self._actor.kick.set()
+
+    def nudge(self) -> None:
+        """After a local write: start a cycle soon, unless sync is backing off or paused
+        (writes must not defeat the backoff, or hammer a remote that refuses us)."""
+        if self._actor.state in ("idle", "syncing"):
+            self._actor.kick.set()
 
     async def status(self) -> SyncStatus:
         return await self._actor.status()
@@ -122,7 +128,7 @@ class SyncActor:
     cycle_done: trio.Event = attrs.field(factory=trio.Event)
     cycles: int = 0
     _rng: random.Random = attrs.field(factory=random.Random)
-    _state: str = "idle"
+    state: str = "idle"
     _paused: str | None = None
     _failures: int = 0
     _retry_at: float | None = None
@@ -138,7 +144,7 @@ class SyncActor:
         facts: SyncFacts = await self.store.call(ReadSyncFacts(self.config.remote_name))
         retry = None if self._retry_at is None else max(0.0, self._retry_at - trio.current_time())
         return SyncStatus(
-            self._state, self._paused, facts.outbox, facts.dead_letters, facts.conflicts,
+            self.state, self._paused, facts.outbox, facts.dead_letters, facts.conflicts,
             facts.cursors, self._last_push, self._last_pull, self._last_error, self._failures,
             retry, self._pushed, self._pulled, self._restarts)
 
@@ -170,18 +176,18 @@ class SyncActor:
             with trio.move_on_at(wake):
                 await self.kick.wait()
             self.kick = trio.Event()
-            self._state = "syncing"
+            self.state = "syncing"
             try:
                 await self._cycle()
             except RemoteTransient as exc:
                 self._back_off("backoff", None, exc)
-            except RemoteAuth as exc:
-                self._back_off("paused", "auth", exc)
+            except RemoteAuth as exc:  # credentials will not fix themselves in a second
+                self._back_off("paused", exc.kind, exc, at_cap=True)
             except (UpgradeNeeded, ClockSkew) as exc:
                 self._handshaken = False
                 self._back_off("paused", exc.kind, exc, at_cap=True)
             else:
-                self._state, self._paused, self._retry_at = "idle", None, None
+                self.state, self._paused, self._retry_at = "idle", None, None
                 self._failures = 0
                 self.cycles += 1
                 self.cycle_done.set()
@@ -191,7 +197,7 @@ class SyncActor:
                   at_cap: bool = False) -> None:
         """Full jitter: sleep uniform(0, min(cap, base * 2^n))."""
         self._failures += 1
-        self._state, self._paused, self._last_error = state, reason, str(exc)
+        self.state, self._paused, self._last_error = state, reason, str(exc)
         ceiling = min(self.config.backoff_cap,
                       self.config.backoff_base * 2 ** min(self._failures - 1, 30))
         delay = self.config.backoff_cap if at_cap else self._rng.uniform(0, ceiling)

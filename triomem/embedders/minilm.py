@@ -174,7 +174,7 @@ class MiniLM:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         # Sort by length and run similar lengths together: padding is wasted compute.
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        budget = 2048  # tokens per forward pass: keeps the attention matrices cache-sized
+        budget = 512  # tokens per forward pass: intermediates (1536 wide) stay in cache
         start = 0
         while start < len(order):
             longest = len(encodings[order[start]].ids)

@@ -352,7 +352,7 @@ class Engine:
 
     def _wrote(self) -> None:
         if self._sync is not None:
-            self._sync.handle.sync_now()
+            self._sync.handle.nudge()
 
     async def statistics(self) -> EngineStatistics:
         facts: DatabaseFacts = await self._store.call(ReadFacts(self.path))
