@@ -44,7 +44,9 @@ class FakeServer:
     def apply(self, space: str, version: MemoryVersion) -> PushResult:
         rows = self.rows.setdefault(space, {})
         current = rows.get(version.id)
-        if current is not None and current[1].key >= version.key:
+        if current is not None and current[1].key == version.key:
+            return PushResult(version.id, "applied")  # a replay: acknowledged, not re-stored
+        if current is not None and current[1].key > version.key:
             return PushResult(version.id, "superseded")
         if current is not None:
             self.history.append(current[1])
@@ -105,7 +107,7 @@ class FakeRemote:
         server_ms = wall_ms() + self.server.clock_offset_ms
         if device.wall_ms - server_ms > self.server.max_skew_ms:
             raise ClockSkew(f"device clock is {device.wall_ms - server_ms} ms ahead")
-        return RemoteInfo(1, self.server.min_protocol, server_ms)
+        return RemoteInfo(1, self.server.min_protocol, server_ms, tuple(self.server.rows))
 
     async def push(self, space: str, versions: Sequence[MemoryVersion]
                    ) -> Sequence[PushResult]:

@@ -102,7 +102,7 @@ def test_pulls_apply_newer_versions_and_keep_losers(tmp_path: Path) -> None:
     (counts,) = _do(conn, ApplyPulled("r", "default", (
         PulledVersion(newer, vector), PulledVersion(older, vector),
         PulledVersion(brand_new, vector)), next_seq=42))
-    assert counts == {"applied": 2, "superseded": 1, "duplicate": 0}
+    assert counts == {"applied": 2, "superseded": 1, "unchanged": 0, "duplicate": 0}
     content: dict[str, str | None] = dict(rows(conn, "SELECT id, content FROM memories"))
     assert content[a.memory.id] == "alpha, edited far away"
     assert content[b.memory.id] == "beta"  # the local version was newer

@@ -48,6 +48,10 @@ class MemoryVersion:
 
 @attrs.frozen
 class PushResult:
+    """``applied``: the remote now holds this version, including when it already held exactly
+    this version (a replayed push after a lost ack must not look like a lost contest);
+    ``superseded``: the remote holds a newer version and kept it."""
+
     id: str
     status: Literal["applied", "superseded"]
 
@@ -73,6 +77,7 @@ class RemoteInfo:
     schema_version: int
     min_protocol: int
     server_wall_ms: int
+    spaces: tuple[str, ...] = ()  # the spaces the remote holds that this device may pull
 
 
 @attrs.frozen

@@ -126,6 +126,15 @@ class AckOutbox:
         return settled
 
 
+def apply_version(v: MemoryVersion, vector: bytes | None) -> ApplyVersion:
+    """A replicated version as a guarded store write (never re-queued for push)."""
+    return ApplyVersion(
+        id=v.id, space=v.space, content=v.content, content_hash=v.content_hash, type=v.type,
+        tags=v.tags, metadata_json=v.metadata_json, created_at=v.created_at,
+        updated_at=v.updated_at, deleted_at=v.deleted_at, hlc=v.hlc, origin=v.origin,
+        vector=vector, replicate=False)
+
+
 @attrs.frozen
 class PulledVersion:
     version: MemoryVersion
@@ -147,17 +156,12 @@ class ApplyPulled:
     next_seq: int
 
     def apply(self, ctx: WriteContext) -> dict[str, int]:
-        counts = {"applied": 0, "superseded": 0, "duplicate": 0}
+        counts = {"applied": 0, "superseded": 0, "unchanged": 0, "duplicate": 0}
         for pulled in self.versions:
             v = pulled.version
             local = read_version(ctx.conn, v.id)
             queued = scalar(ctx.conn, "SELECT 1 FROM sync_outbox WHERE memory_id = ?", (v.id,))
-            outcome = ApplyVersion(
-                id=v.id, space=v.space, content=v.content, content_hash=v.content_hash,
-                type=v.type, tags=v.tags, metadata_json=v.metadata_json,
-                created_at=v.created_at, updated_at=v.updated_at, deleted_at=v.deleted_at,
-                hlc=v.hlc, origin=v.origin, vector=pulled.vector, replicate=False,
-            ).apply(ctx)
+            outcome = apply_version(v, pulled.vector).apply(ctx)
             counts[outcome] += 1
             if outcome == "applied" and local is not None and queued:
                 _conflict(ctx, local)
@@ -225,5 +229,42 @@ class ReadSpaces:
         return [r[0] for r in rows(conn, "SELECT DISTINCT space FROM memories")]
 
 
-SyncWrite = AckOutbox | ApplyPulled
-SyncRead = TakeOutbox | ReadSyncFacts | ReadCursor | ListConflicts | ReadSpaces
+@attrs.frozen
+class ServePull:
+    """The hub's side of a pull: versions of ``space`` changed after ``after_seq``, in change
+    order. Local change numbers are allocated under the write lock, so commit order is change
+    order and a cursor never skips a row (the property the PostgreSQL design gets from its
+    per-space counter row)."""
+
+    space: str
+    after_seq: int
+    limit: int
+
+    def run(self, conn: apsw.Connection) -> tuple[list[tuple[int, MemoryVersion]], bool]:
+        table = vec_table(conn)
+        vector = f"(SELECT embedding FROM {table} v WHERE v.rowid = m.seq)" if table else "NULL"
+        found = rows(conn, f"SELECT {_VERSION_COLUMNS}, {vector}, m.change FROM memories m "
+                           "WHERE m.space = ? AND m.change > ? ORDER BY m.change LIMIT ?",
+                     (self.space, self.after_seq, self.limit + 1))
+        model = read_meta(conn).get("embedder")
+        page = [(r[13], _version(r, r[12], model)) for r in found[: self.limit]]
+        return page, len(found) > self.limit
+
+
+@attrs.frozen
+class ServePush:
+    """The hub's side of a push: apply each version under the last-writer-wins guard;
+    ``"applied"`` or ``"superseded"`` per version. ``vectors`` are in the hub's model."""
+
+    versions: tuple[MemoryVersion, ...]
+    vectors: tuple[bytes | None, ...]
+
+    def apply(self, ctx: WriteContext) -> list[str]:
+        # the same version delivered again is acknowledged as applied (idempotent replay)
+        return ["applied" if r == "unchanged" else r for r in (
+            apply_version(v, vector).apply(ctx)
+            for v, vector in zip(self.versions, self.vectors, strict=True))]
+
+
+SyncWrite = AckOutbox | ApplyPulled | ServePush
+SyncRead = TakeOutbox | ReadSyncFacts | ReadCursor | ListConflicts | ReadSpaces | ServePull

@@ -245,8 +245,8 @@ class ApplyVersion:
     """Apply a whole version of a memory made elsewhere (import, replication), keeping its id,
     timestamps, HLC version and origin. ``content=None`` is a tombstone.
 
-    Last writer wins by ``(hlc, origin)``: a version not newer than the stored one changes
-    nothing and answers ``"superseded"``. An imported (``replicate``) live version whose exact
+    Last writer wins by ``(hlc, origin)``: an older version than the stored one changes
+    nothing and answers ``"superseded"``; the stored version itself again, ``"unchanged"``. An imported (``replicate``) live version whose exact
     content another live memory in the space holds answers ``"duplicate"`` and changes
     nothing; a pulled one is applied regardless (two devices may have written the same text
     under two ids before they synced). Otherwise
@@ -275,7 +275,9 @@ class ApplyVersion:
         conn = ctx.conn
         found = rows(conn, "SELECT seq, hlc, origin, deleted_at FROM memories WHERE id = ?",
                      (self.id,))
-        if found and (found[0][1], found[0][2]) >= (self.hlc, self.origin):
+        if found and (found[0][1], found[0][2]) == (self.hlc, self.origin):
+            return "unchanged"  # this very version again: a replay, not a contest
+        if found and (found[0][1], found[0][2]) > (self.hlc, self.origin):
             return "superseded"
         if self.content is not None and self.replicate:  # an import dedupes; a pull does not
             clash = scalar(conn, "SELECT id FROM memories WHERE space = ? AND content_hash = ? "

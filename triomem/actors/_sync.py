@@ -63,7 +63,8 @@ log = logging.getLogger("triomem.sync")
 @attrs.frozen
 class SyncConfig:
     remote_name: str = "default"
-    spaces: tuple[str, ...] = ("default",)  # pulled even before anything local lives there
+    # pulled besides the spaces the remote announces and those holding local memories
+    spaces: tuple[str, ...] = ("default",)
     push_batch: int = attrs.field(default=200, validator=attrs.validators.gt(0))
     pull_page: int = attrs.field(default=500, validator=attrs.validators.gt(0))
     interval: float = attrs.field(default=5.0, validator=attrs.validators.gt(0))
@@ -138,7 +139,8 @@ class SyncActor:
     _pushed: int = 0
     _pulled: int = 0
     _restarts: int = 0
-    _handshaken: bool = False
+    _remote_spaces: tuple[str, ...] = ()
+    _progress: bool = False  # did the current cycle settle anything
 
     async def status(self) -> SyncStatus:
         facts: SyncFacts = await self.store.call(ReadSyncFacts(self.config.remote_name))
@@ -166,7 +168,6 @@ class SyncActor:
                               self.config.restarts)
                 if self._restarts > self.config.restarts:
                     raise
-                self._handshaken = False
                 await trio.sleep(self.config.backoff_base)
 
     async def _loop(self) -> None:
@@ -177,14 +178,16 @@ class SyncActor:
                 await self.kick.wait()
             self.kick = trio.Event()
             self.state = "syncing"
+            self._progress = False
             try:
                 await self._cycle()
             except RemoteTransient as exc:
+                if self._progress:  # a lossy link that still moves data is not a dead one
+                    self._failures = 0
                 self._back_off("backoff", None, exc)
             except RemoteAuth as exc:  # credentials will not fix themselves in a second
                 self._back_off("paused", exc.kind, exc, at_cap=True)
             except (UpgradeNeeded, ClockSkew) as exc:
-                self._handshaken = False
                 self._back_off("paused", exc.kind, exc, at_cap=True)
             else:
                 self.state, self._paused, self._retry_at = "idle", None, None
@@ -205,9 +208,9 @@ class SyncActor:
         log.warning("sync %s (%s); next try in %.1fs", state, exc, delay)
 
     async def _cycle(self) -> None:
-        if not self._handshaken:
-            await self.remote.handshake(DeviceInfo(self.origin, wall_ms()))
-            self._handshaken = True
+        # Every cycle: the clock check must hold now, and new spaces appear on the remote.
+        info = await self.remote.handshake(DeviceInfo(self.origin, wall_ms()))
+        self._remote_spaces = info.spaces
         await self._push_all()
         await self._pull_all()
 
@@ -223,6 +226,7 @@ class SyncActor:
                 acks = await self._push_batch(space, batch)
                 await self.store.call(AckOutbox(tuple(acks)))
                 self._pushed += sum(a.status == "applied" for a in acks)
+                self._progress = True
             self._last_push = trio.current_time()
 
     async def _push_batch(self, space: str, batch: Sequence[OutboxItem]) -> list[OutboxAck]:
@@ -248,7 +252,7 @@ class SyncActor:
 
     async def _pull_all(self) -> None:
         spaces: list[str] = await self.store.call(ReadSpaces())
-        for space in dict.fromkeys([*self.config.spaces, *spaces]):
+        for space in dict.fromkeys([*self.config.spaces, *self._remote_spaces, *spaces]):
             while True:
                 cursor: int = await self.store.call(
                     ReadCursor(self.config.remote_name, space))
@@ -258,6 +262,7 @@ class SyncActor:
                     counts: dict[str, int] = await self.store.call(
                         ApplyPulled(self.config.remote_name, space, pulled, page.next_seq))
                     self._pulled += counts["applied"]
+                    self._progress = True
                 elif page.next_seq > cursor:
                     await self.store.call(
                         ApplyPulled(self.config.remote_name, space, (), page.next_seq))

@@ -47,6 +47,7 @@ from ..actors._values import DEFAULT_SPACE, DEFAULT_TYPE, Limits, Memory, Page, 
 from ..embedders import Embedder
 from ._config import EngineConfig
 from ._engine import Engine, EngineStatistics, open_engine, run_engine
+from ._hub import HubService
 from ._importers import FORMATS as IMPORT_FORMATS
 from ._importers import read_records
 from ._reembed import reembed_database
@@ -69,6 +70,7 @@ __all__ = [
     "EngineConfig",
     "EngineStatistics",
     "FusionParams",
+    "HubService",
     "ImportReport",
     "InvalidMemory",
     "LegQuery",

@@ -115,7 +115,7 @@ def _parse(obj: object, line: int, limits: Limits) -> ParsedRecord:
 
 
 async def _write_one(store: Any, record: ParsedRecord, vector: bytes | None) -> object:
-    """``"applied"``, ``"superseded"``/``"duplicate"``, or the TriomemError it raised."""
+    """``"applied"``, another outcome (nothing changed), or the TriomemError it raised."""
     try:
         if record.full is not None:
             outcome: object = await store.call(attrs.evolve(record.full, vector=vector))
