@@ -137,20 +137,27 @@ class FakeRemote:
 
     async def search(self, space: str | None, text: str, vector: bytes | None, k: int
                      ) -> Sequence[RemoteHit]:
+        """Cosine similarity when a vector is given, plus 1 for a shared word of the text;
+        only memories that match at least one way."""
         await self._enter()
-        hits = []
         query = None if vector is None else np.frombuffer(vector, dtype="<f4")
+        words = {w for w in text.lower().split() if w}
+        hits = []
         for name, rows in self.server.rows.items():
             if space is not None and name != space:
                 continue
             for _, v in rows.values():
                 if v.content is None:
                     continue
-                if query is not None and v.embedding is not None:
-                    score = float(np.frombuffer(v.embedding, dtype="<f4") @ query)
-                else:
-                    score = 1.0 if text.lower() in v.content.lower() else 0.0
-                hits.append(RemoteHit(v, score))
+                lexical = bool(words & set(v.content.lower().split()))
+                similar = query is not None and v.embedding is not None and \
+                    len(v.embedding) == 4 * len(query)
+                if not (lexical or similar):
+                    continue
+                score = float(np.frombuffer(v.embedding, dtype="<f4") @ query) \
+                    if similar and v.embedding is not None and query is not None else 0.0
+                hits.append(RemoteHit(v, score + (1.0 if lexical and not similar else
+                                                  0.5 if lexical else 0.0)))
         return sorted(hits, key=lambda h: -h.score)[:k]
 
     async def aclose(self) -> None:

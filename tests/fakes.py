@@ -24,10 +24,11 @@ class HashEmbedder:
     dim: int = 64
     fail_next: int = 0
     calls: int = 0
+    name: str | None = None
 
     @property
     def model_id(self) -> str:
-        return f"test:hash-{self.dim}"
+        return self.name or f"test:hash-{self.dim}"
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.calls += 1

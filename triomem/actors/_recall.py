@@ -106,6 +106,7 @@ class RecallRequest:
     include_partial: bool = True
     progress: Progress | None = attrs.field(default=None, eq=False)
     legs: frozenset[str] | None = None  # consult only these legs (diagnostics, evaluation)
+    vector: npt.NDArray[np.float32] | None = attrs.field(default=None, eq=False)  # precomputed
 
 
 @attrs.frozen
@@ -369,7 +370,8 @@ class RecallActor:
         vector: list[npt.NDArray[np.float32]] = []
 
         async def embed() -> None:
-            vector.append((await self.embed.embed([request.text]))[0])
+            vector.append(request.vector if request.vector is not None else
+                          (await self.embed.embed([request.text]))[0])
             vector_ready.set()
             progress.step("query embedded")
 

@@ -27,27 +27,43 @@ from ..actors._remote import (
     RemoteInfo,
     UpgradeNeeded,
 )
+from ..actors._fts import query_terms
+from ..actors._recall import RecallRequest
+from ..actors._sql_read import MemoryFilter
 from ..actors._sql_sync import ReadSpaces, ServePull, ServePush
+from ..actors._values import Memory
 from ..actors._stamps import wall_ms
 from ._engine import Engine
 
 MAX_SKEW_MS = 5 * 60 * 1000
 
 
+def _version_of(memory: Memory) -> MemoryVersion:
+    return MemoryVersion(
+        id=memory.id, space=memory.space, content=memory.content,
+        content_hash=memory.content_hash, type=memory.type, tags=memory.tags,
+        metadata_json=json.dumps(dict(memory.metadata), sort_keys=True, separators=(",", ":"),
+                                 ensure_ascii=False),
+        created_at=round(memory.created_at.timestamp() * 1000),
+        updated_at=round(memory.updated_at.timestamp() * 1000), deleted_at=None,
+        hlc=memory.version, origin=memory.origin)
+
+
 @attrs.define(eq=False)
 class HubService:
     engine: Engine
     max_skew_ms: int = MAX_SKEW_MS
+    min_protocol: int = PROTOCOL_VERSION
 
     async def handshake(self, device: DeviceInfo) -> RemoteInfo:
         await trio.lowlevel.checkpoint()
-        if device.protocol_version < PROTOCOL_VERSION:
-            raise UpgradeNeeded(f"this hub speaks protocol {PROTOCOL_VERSION}")
+        if device.protocol_version < self.min_protocol:
+            raise UpgradeNeeded(f"this hub needs protocol {self.min_protocol}")
         now = wall_ms()
         if device.wall_ms - now > self.max_skew_ms:
             raise ClockSkew(f"device clock is {device.wall_ms - now} ms ahead of the hub")
         spaces: list[str] = await self.engine._store.call(ReadSpaces())
-        return RemoteInfo(1, PROTOCOL_VERSION, now, tuple(spaces))
+        return RemoteInfo(1, self.min_protocol, now, tuple(spaces))
 
     async def push(self, space: str, versions: Sequence[MemoryVersion]
                    ) -> Sequence[PushResult]:
@@ -72,16 +88,23 @@ class HubService:
 
     async def search(self, space: str | None, text: str, vector: bytes | None, k: int
                      ) -> Sequence[RemoteHit]:
-        result = await self.engine.recall(text, limit=min(max(k, 1), 100), space=space,
-                                          legs=["vector", "text"])
-        return [RemoteHit(MemoryVersion(
-            id=h.memory.id, space=h.memory.space, content=h.memory.content,
-            content_hash=h.memory.content_hash, type=h.memory.type, tags=h.memory.tags,
-            metadata_json=json.dumps(dict(h.memory.metadata), sort_keys=True,
-                                     separators=(",", ":"), ensure_ascii=False),
-            created_at=round(h.memory.created_at.timestamp() * 1000),
-            updated_at=round(h.memory.updated_at.timestamp() * 1000), deleted_at=None,
-            hlc=h.memory.version, origin=h.memory.origin), h.score) for h in result.hits]
+        """The hub's own hybrid recall: the vector index when ``vector`` is in the hub's
+        dimension, FTS5 when ``text`` has searchable words, fused when both. A vector-only
+        search scores by cosine similarity."""
+        dim = self.engine._embed.dim
+        query = None if vector is None or len(vector) != 4 * dim else \
+            np.frombuffer(vector, dtype="<f4").copy()
+        legs = ({"vector"} if query is not None else set()) | \
+            ({"text"} if query_terms(text) else set())
+        if not legs:
+            return []
+        result = await self.engine._recall.recall(RecallRequest(
+            text or " ", max(1, min(k, 1000)), MemoryFilter(space=space),
+            legs=frozenset(legs), vector=query))
+        return [RemoteHit(_version_of(h.memory),
+                          h.vector_similarity if legs == {"vector"} and
+                          h.vector_similarity is not None else h.score)
+                for h in result.hits]
 
     async def aclose(self) -> None:
         await trio.lowlevel.checkpoint()
