@@ -16,6 +16,8 @@ import attrs
 import numpy as np
 import trio
 
+from ..actors._fts import query_terms
+from ..actors._recall import RecallRequest
 from ..actors._remote import (
     PROTOCOL_VERSION,
     ClockSkew,
@@ -27,12 +29,10 @@ from ..actors._remote import (
     RemoteInfo,
     UpgradeNeeded,
 )
-from ..actors._fts import query_terms
-from ..actors._recall import RecallRequest
 from ..actors._sql_read import MemoryFilter
 from ..actors._sql_sync import ReadSpaces, ServePull, ServePush
-from ..actors._values import Memory
 from ..actors._stamps import wall_ms
+from ..actors._values import Memory
 from ._engine import Engine
 
 MAX_SKEW_MS = 5 * 60 * 1000
