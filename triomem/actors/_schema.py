@@ -208,6 +208,11 @@ def connect(path: str, pragmas: Pragmas) -> apsw.Connection:
     except (apsw.NotADBError, apsw.CorruptError) as exc:
         conn.close()
         raise StoreCorrupt(f"{path} is not a usable SQLite database: {exc}") from None
+    except (apsw.CantOpenError, apsw.ReadOnlyError, apsw.IOError, apsw.FullError,
+            apsw.PermissionsError) as exc:
+        conn.close()
+        raise StoreIOError(f"cannot open {path} for writing (read-only or unavailable "
+                           f"storage?): {exc}") from None
     except BaseException:
         conn.close()
         raise

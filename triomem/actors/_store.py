@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import math
+import os
 import random
 from collections.abc import Callable
 from typing import Any, Literal
@@ -200,6 +201,7 @@ class StoreActor:
     _rng: random.Random = attrs.field(factory=random.Random)
     _reading: Call[AnyRead] | None = None
     _jobs: list[Call[BackupRequest]] = attrs.field(factory=list)  # long jobs, one step a turn
+    _identity: tuple[int, int] | None = None  # (device, inode) of the file we opened
     _job: BackupJob | None = None  # the head job, once started
 
     def statistics(self, queued: int = 0) -> StoreStatistics:
@@ -223,6 +225,7 @@ class StoreActor:
         if self.config.seed is not None:
             self._rng.seed(self.config.seed)
         self._conn = await self._with_busy_retry(self._open, what="open")
+        self._identity = self._file_identity()
         send, receive = trio.open_memory_channel[Call[StoreRequest]](self.config.mailbox_size)
         try:
             task_status.started(StoreHandle(Mailbox(send), self))
@@ -375,10 +378,15 @@ class StoreActor:
         if not batch:
             return 0.0
         assert self._conn is not None
-        work = functools.partial(
+        apply = functools.partial(
             _apply_batch, self._conn, [c.request for c in batch],
             embedder=self.embedder_id, ids=self._ids,
         )
+
+        def work() -> list[outcome.Outcome[Any]]:
+            self._check_identity()
+            return apply()
+
         try:
             results = await self.executor.run(work)
         except apsw.BusyError:
@@ -464,6 +472,22 @@ class StoreActor:
         except apsw.Error as exc:
             self._counters.last_error = f"checkpoint: {exc}"
             log.warning("idle checkpoint failed: %s", exc)
+
+    def _file_identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def _check_identity(self) -> None:
+        """Refuse to write when the path no longer names the file we opened: SQLite would
+        go on writing to a deleted (or replaced) inode and every acknowledgement would be a
+        lie once the process ends."""
+        if self._identity is not None and self._file_identity() != self._identity:
+            raise StoreIOError(f"{self.path} was deleted or replaced while open; writes are "
+                               "refused (reads still answer from the open file); restart "
+                               "the engine")
 
     def _translate(self, exc: apsw.Error) -> TriomemError:
         if isinstance(exc, apsw.BusyError):
