@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import attrs
 import numpy as np
-import threadpoolctl
 import numpy.typing as npt
+import threadpoolctl
 from safetensors.numpy import load as load_safetensors
 from tokenizers import Tokenizer
 
