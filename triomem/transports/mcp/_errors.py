@@ -73,6 +73,12 @@ ERRORS: Final[Mapping[str, ErrorCode]] = {
     "embedder_unavailable": ErrorCode(-32011, "The embedding model is unavailable"),
     "recall_timeout": ErrorCode(-32012, "Recall is still working; retry"),
     "remote_unavailable": ErrorCode(-32013, "The remote backend is unavailable"),
+    # Sync's finer remote conditions share the remote code; data.kind tells them apart.
+    "remote_transient": ErrorCode(-32013, "The remote backend is unreachable for now"),
+    "remote_permanent": ErrorCode(-32013, "The remote backend refused the data"),
+    "remote_auth": ErrorCode(-32013, "The remote backend refused the credentials"),
+    "upgrade_needed": ErrorCode(-32013, "The remote backend needs a newer triomem"),
+    "clock_skew": ErrorCode(-32013, "This device's clock is too far ahead of the remote"),
     "invalid_input": ErrorCode(-32014, "Invalid input"),
     "not_found": ErrorCode(-32015, "Not found"),
     "duplicate_content": ErrorCode(-32016, "Duplicate content"),
