@@ -1,6 +1,7 @@
 """The ``triomem`` command line.
 
-Exit codes: 0 success, 1 engine error (typed, printed on stderr), 2 usage error.
+Exit codes: 0 success, 1 engine error (typed, printed on stderr), 2 usage error, 3 (serve)
+the database is already served by another process.
 """
 
 from __future__ import annotations
@@ -122,6 +123,29 @@ def _serve(args: argparse.Namespace) -> int:
     return code
 
 
+def _stdio(args: argparse.Namespace) -> int:
+    from .transports.stdio_command import stdio_main
+
+    code: int = stdio_main(args, default_db_path())
+    return code
+
+
+def _config(args: argparse.Namespace) -> int:
+    from .transports.client_config import client_entry
+
+    entry = client_entry(args.client, args.db or default_db_path(), embedder=args.embedder)
+    print(entry.text)
+    print(entry.where, file=sys.stderr)
+    return 0
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not value >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected seconds >= 0, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="triomem", description=__doc__)
     parser.add_argument("--log-level", default=os.environ.get("TRIOMEM_LOG_LEVEL", "warning"),
@@ -134,7 +158,39 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8765)
     serve.add_argument("--token", default=os.environ.get("TRIOMEM_TOKEN"),
                        help="required bearer token (mandatory beyond loopback)")
+    serve.add_argument("--daemon", action="store_true",
+                       help="as started by `triomem stdio`: a random token when none is given, "
+                       "and an idle exit (default 900 s)")
+    serve.add_argument("--idle-exit", type=_seconds, default=None, metavar="SECONDS",
+                       help="stop after this long without a connection (0: never; default: "
+                       "never, or 900 with --daemon)")
     serve.set_defaults(handler=_serve)
+
+    stdio = commands.add_parser(
+        "stdio", help="MCP on stdin/stdout for desktop clients, through the one server that "
+        "owns the database (started when none runs)")
+    stdio.add_argument("--db", default=None, help="database file (default: $TRIOMEM_DB or "
+                       "~/.local/share/triomem/memories.db)")
+    stdio.add_argument("--embedder", default=os.environ.get("TRIOMEM_EMBEDDER",
+                                                            DEFAULT_EMBEDDER),
+                       choices=EMBEDDERS, help="embedding model of a server this starts "
+                       "(default: %(default)s)")
+    stdio.add_argument("--idle-exit", type=_seconds, default=900.0, metavar="SECONDS",
+                       help="a server this starts stops after this long without a "
+                       "connection (0: never; default: %(default)g)")
+    stdio.add_argument("--start-timeout", type=_seconds, default=30.0, metavar="SECONDS",
+                       help="give up finding or starting the server after this long "
+                       "(default: %(default)g)")
+    stdio.set_defaults(handler=_stdio)
+
+    config = commands.add_parser("config", help="print the entry that adds triomem to a "
+                                 "desktop MCP client")
+    config.add_argument("client", choices=["claude-code", "claude-desktop", "cursor"])
+    config.add_argument("--db", default=None, help="database file (default: $TRIOMEM_DB or "
+                        "~/.local/share/triomem/memories.db)")
+    config.add_argument("--embedder", default=None, choices=EMBEDDERS,
+                        help="add --embedder to the command (default: none)")
+    config.set_defaults(handler=_config)
 
     remember = commands.add_parser("remember", help="store a memory")
     _engine_options(remember)

@@ -3,7 +3,11 @@
 - ``mcp``: the sans-IO core (JSON-RPC, both protocol eras, tools, the error table);
 - ``serve_session``: the one async driver, for any ``MessageTransport``;
 - shells: ``serve_websocket``, ``serve_stdio``, ``open_memory_session``;
-- ``serve.serve_main``: the ``triomem serve`` command.
+- ``serve.serve_main``: the ``triomem serve`` command (one server per database file);
+- ``stdio_command.stdio_main``: ``triomem stdio``, a stdio bridge to that server, built from
+  ``lockfile`` (who owns a database, and where it listens), ``daemon`` (find it or start it)
+  and ``bridge`` (relay messages both ways);
+- ``client_config``: ``triomem config``, the entry for Claude Code, Claude Desktop, Cursor.
 """
 
 from ._driver import MessageTooLarge, MessageTransport, SessionOptions, serve_session

@@ -15,9 +15,10 @@ Security, checked before the handshake is accepted:
 Frames: binary frames close the connection with 1003; a message over ``max_message_size``
 closes it with 1009 (trio-websocket enforces this while reading).
 
-Shutdown: when ``shutdown`` is set the server stops accepting, lets each session answer its
-calls in flight for up to ``grace_period`` seconds, closes the connections with 1001 and
-returns. Writes the engine accepted commit either way.
+Shutdown: when ``shutdown`` is set, or after ``idle_timeout`` seconds without a connection,
+the server stops accepting, lets each session answer its calls in flight for up to
+``grace_period`` seconds, closes the connections with 1001 and returns. Writes the engine
+accepted commit either way.
 """
 
 from __future__ import annotations
@@ -59,7 +60,9 @@ class WebSocketOptions:
     ``allowed_origins``: exact origins (``scheme://host[:port]``) allowed when a request has
     an ``Origin`` header; ``None`` allows loopback origins only (``http://localhost:3000``,
     ``http://127.0.0.1``...); ``("*",)`` allows any. ``max_message_size`` is in characters of
-    a decoded text message.
+    a decoded text message. ``idle_timeout``: stop by itself after this many seconds without
+    an open connection (None: never); only accepted connections count, so a client that
+    fails the token check keeps no server alive.
     """
 
     path: str = "/mcp"
@@ -70,6 +73,8 @@ class WebSocketOptions:
     max_connections: int = attrs.field(default=512, validator=attrs.validators.gt(0))
     handshake_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     grace_period: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
+    idle_timeout: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     session: SessionOptions = attrs.field(factory=SessionOptions)
 
 
@@ -166,6 +171,10 @@ class _Server:
     draining: trio.Event = attrs.field(factory=trio.Event)
     connections: int = 0
     _idle: trio.Event = attrs.field(factory=trio.Event)
+    _busy: trio.Event = attrs.field(factory=trio.Event)
+
+    def __attrs_post_init__(self) -> None:
+        self._idle.set()
 
     async def handle(self, request: WebSocketRequest) -> None:
         """One connection: check the handshake, then serve MCP until either side leaves.
@@ -204,6 +213,7 @@ class _Server:
         self.connections += 1
         if self.connections == 1:
             self._idle = trio.Event()
+            self._busy.set()
         try:
             ws = await request.accept(subprotocol=subprotocol)
             try:
@@ -217,11 +227,28 @@ class _Server:
         finally:
             self.connections -= 1
             if self.connections == 0:
+                self._busy = trio.Event()
                 self._idle.set()
 
     async def wait_idle(self) -> None:
         while self.connections:
             await self._idle.wait()
+
+    async def wait_busy(self) -> None:
+        while not self.connections:
+            await self._busy.wait()
+
+    async def stop_when_idle(self, idle_timeout: float, waiting: trio.CancelScope) -> None:
+        """Cancel ``waiting`` (the server's wait for its shutdown signal) once no connection
+        has been open for ``idle_timeout`` seconds."""
+        while True:
+            await self.wait_idle()
+            with trio.move_on_after(idle_timeout):
+                await self.wait_busy()
+                continue
+            logger.info("no connection for %g s: stopping", idle_timeout)
+            waiting.cancel()
+            return
 
 
 async def serve_websocket(
@@ -233,8 +260,9 @@ async def serve_websocket(
     shutdown: trio.Event | None = None,
     task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve MCP over WebSocket on ``host:port`` until ``shutdown`` is set (then drain and
-    return) or until cancelled (then stop at once).
+    """Serve MCP over WebSocket on ``host:port`` until ``shutdown`` is set or the server has
+    been idle for ``options.idle_timeout`` (then drain and return), or until cancelled (then
+    stop at once).
 
     Use ``await nursery.start(serve_websocket, engine, "127.0.0.1", 0)`` to learn the
     ``ServerAddress``. Raises ``InsecureBind`` before listening if the bind needs a token, and
@@ -263,10 +291,16 @@ async def serve_websocket(
         await connections.start(accept)
         logger.info("serving MCP on %s", address.url)
         task_status.started(address)
-        if shutdown is None:
-            await trio.sleep_forever()
-        else:
-            await shutdown.wait()
+        # Wait on ``shutdown`` itself, not through a helper task: the tick a relay would cost
+        # is time for a client to connect into a listener about to close (and trio-websocket
+        # clients whose connection is reset before the handshake wait for their timeout).
+        with trio.CancelScope() as waiting:
+            if options.idle_timeout is not None:
+                connections.start_soon(server.stop_when_idle, options.idle_timeout, waiting)
+            if shutdown is None:
+                await trio.sleep_forever()
+            else:
+                await shutdown.wait()
         logger.info("shutting down: no new connections, finishing calls in flight")
         accepting.cancel()
         server.draining.set()
