@@ -46,6 +46,10 @@ class EngineConfig:
     # Replication: a backend to sync with (None: local only) and how. With ``remote_recall``
     # the remote's search is a background recall leg.
     remote: RemoteBackend | None = None
+    # Or a URL (``postgresql://...``, ``ws://host:port/hub``) the engine turns into one once
+    # the embedder (whose dimension and model the remote needs) is loaded. Never logged.
+    remote_url: str | None = attrs.field(default=None, repr=False)
+    remote_token: str | None = attrs.field(default=None, repr=False)
     sync: SyncConfig = SyncConfig()
     remote_recall: bool = True
     sync_grace: float = attrs.field(default=2.0, validator=attrs.validators.ge(0))

@@ -453,6 +453,12 @@ async def run_engine(
                                          TextLeg(store, config.recall.fusion.text_floor),
                                          *config.extra_legs]
                 sync = None
+                if config.remote is None and config.remote_url:
+                    from ..remotes import remote_from_url
+
+                    config = attrs.evolve(config, remote=remote_from_url(
+                        config.remote_url, dim=embedder.dim, model=embedder.model_id,
+                        token=config.remote_token))
                 if config.remote is not None:
                     facts: DatabaseFacts = await store.call(ReadFacts(path))
                     sync = await nursery.start(_SyncRunner.start, SyncActor(

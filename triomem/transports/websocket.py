@@ -38,8 +38,10 @@ from trio_websocket import (
     WebSocketServer,
 )
 
-from ..engine import Engine
+from ..engine import Engine, HubService
+from ..remotes.wire import SUBPROTOCOL as HUB_SUBPROTOCOL
 from ._driver import SessionOptions, serve_session
+from .hub import serve_hub
 
 logger = logging.getLogger("triomem.transports.websocket")
 
@@ -76,6 +78,10 @@ class WebSocketOptions:
     idle_timeout: float | None = attrs.field(
         default=None, validator=attrs.validators.optional(attrs.validators.gt(0)))
     session: SessionOptions = attrs.field(factory=SessionOptions)
+    # Serve the replication contract on ``hub_path`` too (``triomem serve --hub``): other
+    # devices sync with this engine (``HubRemote``).
+    hub: bool = False
+    hub_path: str = "/hub"
 
 
 @attrs.frozen
@@ -168,6 +174,7 @@ class _WebSocketTransport:
 class _Server:
     engine: Engine
     options: WebSocketOptions
+    hub_service: HubService | None = None
     draining: trio.Event = attrs.field(factory=trio.Event)
     connections: int = 0
     _idle: trio.Event = attrs.field(factory=trio.Event)
@@ -194,7 +201,8 @@ class _Server:
     async def _handle(self, request: WebSocketRequest) -> None:
         target = urllib.parse.urlsplit(request.path)
         options = self.options
-        if target.path != options.path:
+        hub = options.hub and target.path == options.hub_path
+        if target.path != options.path and not hub:
             await request.reject(404, body=f"MCP is served at {options.path}\n".encode())
             return
         origin = _header(request, b"origin")
@@ -215,6 +223,10 @@ class _Server:
             self._idle = trio.Event()
             self._busy.set()
         try:
+            if hub:
+                ws = await request.accept(subprotocol=HUB_SUBPROTOCOL)
+                await serve_hub(self.hub_service or HubService(self.engine), ws)
+                return
             ws = await request.accept(subprotocol=subprotocol)
             try:
                 await serve_session(self.engine, _WebSocketTransport(ws),
@@ -258,6 +270,7 @@ async def serve_websocket(
     *,
     options: WebSocketOptions | None = None,
     shutdown: trio.Event | None = None,
+    hub: HubService | None = None,
     task_status: trio.TaskStatus[ServerAddress] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve MCP over WebSocket on ``host:port`` until ``shutdown`` is set or the server has
@@ -266,14 +279,15 @@ async def serve_websocket(
 
     Use ``await nursery.start(serve_websocket, engine, "127.0.0.1", 0)`` to learn the
     ``ServerAddress``. Raises ``InsecureBind`` before listening if the bind needs a token, and
-    ``OSError`` if the address is unavailable.
+    ``OSError`` if the address is unavailable. With ``options.hub``, ``hub`` (default: a
+    ``HubService`` of ``engine``) answers on ``options.hub_path``.
     """
     options = options or WebSocketOptions()
     check_bind(host, options.token)
     listeners = await trio.open_tcp_listeners(port, host=host)
     bound_host, bound_port = listeners[0].socket.getsockname()[:2]
     address = ServerAddress(bound_host, bound_port, options.path)
-    server = _Server(engine, options)
+    server = _Server(engine, options, hub)
     async with trio.open_nursery() as connections:
         websocket_server = WebSocketServer(
             server.handle, listeners, handler_nursery=connections,
