@@ -21,7 +21,8 @@ from triomem.transports.mcp._errors import rpc_error_for_exception, tool_error_f
 from triomem.transports.mcp._tools import bind
 
 EXPECTED_ORDER = ["memory_store", "memory_recall", "memory_get", "memory_update",
-                  "memory_forget", "memory_list", "memory_stats"]
+                  "memory_forget", "memory_list", "memory_stats", "memory_sync_status",
+                  "memory_conflicts"]
 
 
 def test_tools_come_in_a_fixed_order_with_valid_names() -> None:
@@ -155,3 +156,32 @@ def test_tool_errors_are_results_naming_the_field() -> None:
     assert missing["structuredContent"]["error"]["details"] == {"id": "abc"}
     down = tool_error_for_exception(EmbedderUnavailable("model missing"))
     assert down["content"][0]["text"].startswith("embedder_unavailable:")
+
+
+async def test_sync_tools_report_replication_or_say_there_is_no_remote(tmp_path: Any) -> None:
+    from tests.fake_remote import FakeRemote, FakeServer
+    from tests.fakes import HashEmbedder
+    from triomem import EngineConfig, InvalidMemory, open_engine
+    from triomem.transports._driver import perform
+
+    for remote in (None, FakeRemote(FakeServer())):
+        config = EngineConfig(embedder=HashEmbedder(), executor="inline", remote=remote)
+        async with open_engine(tmp_path / f"{remote is None}.db", config) as engine:
+            status_tool = TOOLS_BY_NAME["memory_sync_status"]
+            conflicts_tool = TOOLS_BY_NAME["memory_conflicts"]
+            if remote is None:
+                with pytest.raises(InvalidMemory) as info:
+                    await perform(engine, bind(status_tool, {}))
+                assert info.value.field == "remote"
+                continue
+            await engine.remember("queued")
+            await engine.sync_now()
+            call = bind(status_tool, {})
+            structured = status_tool.result(call, await perform(engine, call))
+            assert structured["structuredContent"]["outbox"] == 0
+            assert structured["structuredContent"]["state"] == "idle"
+            Draft202012Validator(status_tool.output_schema).validate(
+                structured["structuredContent"])
+            call = bind(conflicts_tool, {"limit": 5})
+            result = conflicts_tool.result(call, await perform(engine, call))
+            assert result["structuredContent"] == {"conflicts": []}

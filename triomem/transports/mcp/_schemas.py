@@ -103,6 +103,10 @@ LIST_INPUT = obj({
 
 STATS_INPUT = obj({})
 
+SYNC_STATUS_INPUT = obj({})
+
+CONFLICTS_INPUT = obj({"limit": _limit(100)})
+
 MEMORY: Final[JsonSchema] = obj({
     "id": {"type": "string"},
     "space": {"type": "string"},
@@ -148,3 +152,22 @@ LIST_OUTPUT = obj({
 # The engine's statistics grow as the engine does; pin only what a client can rely on.
 STATS_OUTPUT = obj({"path": {"type": "string"}, "embedder": {"type": "string"}},
                    ("path", "embedder"), closed=False)
+
+SYNC_STATUS_OUTPUT = obj({
+    "state": {"type": "string", "description": "idle, syncing, backoff or paused"},
+    "paused_reason": {"type": ["string", "null"]},
+    "outbox": {"type": "integer", "description": "Local changes not yet on the remote."},
+    "dead_letters": {"type": "integer"},
+    "conflicts": {"type": "integer"},
+    "last_error": {"type": ["string", "null"]},
+    "retry_in": {"type": ["number", "null"]},
+}, ("state", "outbox", "dead_letters", "conflicts"), closed=False)
+
+CONFLICTS_OUTPUT = obj({
+    "conflicts": {"type": "array", "items": obj({
+        "id": {"type": "string"},
+        "content": {"type": ["string", "null"]},
+        "hlc": {"type": "integer"},
+        "origin": {"type": "string"},
+    }, ("id", "hlc", "origin"), closed=False)},
+}, ("conflicts",), closed=False)

@@ -25,7 +25,8 @@ from ...engine import InvalidMemory, Memory, Page, RecallResult, Remembered
 from . import _schemas as s
 from ._times import parse_time
 
-EngineMethod = Literal["remember", "recall", "get", "update", "forget", "list", "statistics"]
+EngineMethod = Literal["remember", "recall", "get", "update", "forget", "list", "statistics",
+                       "sync_status", "conflicts"]
 
 
 @attrs.frozen
@@ -139,6 +140,18 @@ def _present_stats(_: EngineCall, value: Any) -> dict[str, Any]:
     return structured
 
 
+def _bind_sync_status(_: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("sync_status")
+
+
+def _bind_conflicts(a: Mapping[str, Any]) -> EngineCall:
+    return EngineCall("conflicts", (), _pick(a, "limit"))
+
+
+def _present_conflicts(_: EngineCall, value: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"conflicts": value}
+
+
 # Annotations are hints (clients must not trust them); "the world of a memory tool is not
 # open" is the spec's own example for openWorldHint. destructiveHint defaults to true in the
 # spec, so every tool that is not read-only says what it is.
@@ -187,6 +200,17 @@ TOOLS: Final[tuple[ToolSpec, ...]] = (
         "memory_stats", "Memory statistics",
         "Counts and sizes of the memory database, and the state of the engine.",
         s.STATS_INPUT, s.STATS_OUTPUT, _READ, _bind_stats, _present_stats),
+    ToolSpec(
+        "memory_sync_status", "Replication status",
+        "The state of replication to the remote (PostgreSQL or a hub): changes not yet "
+        "pushed, last push and pull, backoff or pause and why, dead letters, conflicts. An "
+        "error result when no remote is configured.",
+        s.SYNC_STATUS_INPUT, s.SYNC_STATUS_OUTPUT, _READ, _bind_sync_status, _present_stats),
+    ToolSpec(
+        "memory_conflicts", "Replication conflicts",
+        "Versions of memories that lost a last-writer-wins contest between devices, newest "
+        "first. They are kept, never dropped: use them to restore an edit by hand.",
+        s.CONFLICTS_INPUT, s.CONFLICTS_OUTPUT, _READ, _bind_conflicts, _present_conflicts),
 )
 
 TOOLS_BY_NAME: Final[Mapping[str, ToolSpec]] = {tool.name: tool for tool in TOOLS}
