@@ -76,7 +76,7 @@ class Scenario:
         if roll < 0.30:
             m = (await engine.remember(f"seed {self.seed} op {n} by device {i}")).memory
             self.acked.append((i, m.id, (m.version, m.origin), m.content))
-        elif roll < 0.55 or roll < 0.65:
+        elif roll < 0.65:
             known = await self.known(i)
             if not known:
                 return
