@@ -25,18 +25,23 @@ def _free_port() -> int:
         return port
 
 
-async def _start_hub(db: Path, port: int) -> subprocess.Popen[bytes]:
-    proc = subprocess.Popen([sys.executable, "-m", "tests.sync.hub_process", str(db), str(port)],
-                            cwd=ROOT, stdout=subprocess.PIPE)
+async def _start_hub(db: Path, port: int) -> trio.Process:
+    proc = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "tests.sync.hub_process", str(db), str(port)], cwd=ROOT,
+        stdout=subprocess.PIPE)
     assert proc.stdout is not None
-    line = await trio.to_thread.run_sync(proc.stdout.readline)
+    line = b""
+    while not line.endswith(b"\n"):
+        chunk = await proc.stdout.receive_some()
+        assert chunk, "the hub exited before listening"
+        line += chunk
     assert line == b"listening\n"
     return proc
 
 
-async def _kill(proc: subprocess.Popen[bytes]) -> None:
+async def _kill(proc: trio.Process) -> None:
     proc.send_signal(signal.SIGKILL)
-    await trio.to_thread.run_sync(proc.wait)
+    await proc.wait()
 
 
 def _hub_ids(db: Path) -> set[str]:
