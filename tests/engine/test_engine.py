@@ -204,3 +204,40 @@ async def test_host_nursery_form(db_path: Path, inline_config: EngineConfig) -> 
         await engine.aclose()  # idempotent
     async with open_engine(db_path, inline_config) as engine:
         assert (await engine.list()).memories[0].content == "hosted"
+
+
+HOSTILE: list[tuple[str, dict[str, Any], str]] = [
+    ("get", {"memory_id": "\ud800"}, "id"),
+    ("forget", {"memory_id": "a\udfffb"}, "id"),
+    ("update", {"memory_id": "\ud800", "content": "x"}, "id"),
+    ("list", {"tags_all": ["\ud800"]}, "tags_all[0]"),
+    ("list", {"tags_any": ["ok", "\udfff"]}, "tags_any[1]"),
+    ("recall", {"query": "x", "tags_all": ["\ud800"]}, "tags_all[0]"),
+    ("remember", {"content": "x", "tags": ["\ud800"]}, "tags[0]"),
+    ("remember", {"content": "x", "idempotency_key": "\ud800"}, "idempotency_key"),
+    ("list", {"cursor": "f" * 20}, "cursor"),
+    ("list", {"cursor": "-8000000000000001"}, "cursor"),
+    ("recall", {"query": "x", "after": "99999999999 days ago"}, "after"),
+    ("list", {"updated_before": "99999999 years ago"}, "updated_before"),
+]
+
+
+@pytest.mark.parametrize(("method", "kwargs", "field"), HOSTILE)
+async def test_hostile_input_is_typed_and_the_engine_serves_on(
+        engine: Engine, method: str, kwargs: dict[str, Any], field: str) -> None:
+    with pytest.raises(InvalidMemory) as info:
+        await getattr(engine, method)(**kwargs)
+    assert info.value.field == field
+    assert (await engine.remember("still serving")).created
+
+
+async def test_metadata_nested_past_the_limit_is_refused(engine: Engine) -> None:
+    deep: dict[str, Any] = {}
+    node = deep
+    for _ in range(5000):  # deeper than Python's own recursion limit
+        node["a"] = {}
+        node = node["a"]
+    with pytest.raises(InvalidMemory) as info:
+        await engine.remember("deep", metadata=deep)
+    assert info.value.field == "metadata"
+    assert (await engine.remember("still serving")).created

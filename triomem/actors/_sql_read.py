@@ -113,7 +113,9 @@ class ListMemories:
             try:
                 after = int(self.cursor, 16)
             except ValueError:
-                raise InvalidMemory("cursor", "not a cursor returned by a previous page") from None
+                after = -1
+            if not 0 < after < 2**63:  # SQLite integers are 64-bit
+                raise InvalidMemory("cursor", "not a cursor returned by a previous page")
             where += " AND m.seq < ?"
             params.append(after)
         found = rows(

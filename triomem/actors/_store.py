@@ -34,6 +34,7 @@ from ._backup import BackupJob, BackupRequest
 from ._call import Call, Mailbox
 from ._errors import (
     EngineClosed,
+    InvalidMemory,
     StoreBusy,
     StoreCorrupt,
     StoreIOError,
@@ -51,6 +52,17 @@ log = logging.getLogger("triomem.store")
 _IO_ERRORS = (apsw.FullError, apsw.IOError, apsw.ReadOnlyError, apsw.CantOpenError,
               apsw.PermissionsError)
 _CORRUPT_ERRORS = (apsw.CorruptError, apsw.NotADBError)
+# Raised by Python, not SQLite, on input no validator caught (a lone surrogate bound as text,
+# an integer beyond 64 bits, JSON nested past the stack): the caller's input is at fault, so
+# the call fails with a typed error and the actor serves on.
+_INPUT_ERRORS = (ValueError, OverflowError, RecursionError)
+
+
+def _as_typed(exc: Exception) -> TriomemError:
+    if isinstance(exc, TriomemError):
+        return exc
+    log.warning("input rejected inside the store: %s: %s", type(exc).__name__, exc)
+    return InvalidMemory("input", f"not storable: {type(exc).__name__}")
 
 
 @attrs.frozen
@@ -177,9 +189,9 @@ def _apply_batch(
             conn.execute("SAVEPOINT w")
             try:
                 value = request.apply(ctx)
-            except TriomemError as exc:
+            except (TriomemError, *_INPUT_ERRORS) as exc:
                 conn.execute("ROLLBACK TO w")
-                results.append(outcome.Error(exc))
+                results.append(outcome.Error(_as_typed(exc)))
             else:
                 results.append(outcome.Value(value))
             conn.execute("RELEASE w")
@@ -357,8 +369,8 @@ class StoreActor:
                 except apsw.InterruptError:
                     self._counters.reads_interrupted += 1
                     call.fail(trio.TooSlowError("read interrupted: caller gone or deadline"))
-                except TriomemError as exc:
-                    call.fail(exc)
+                except (TriomemError, *_INPUT_ERRORS) as exc:
+                    call.fail(_as_typed(exc))
                 except apsw.Error as exc:
                     call.fail(self._translate(exc))
                 nursery.cancel_scope.cancel()

@@ -45,7 +45,15 @@ def _months_back(when: dt.datetime, months: int) -> dt.datetime:
 
 
 def parse_time(text: str, field: str, now: dt.datetime | None = None) -> dt.datetime:
-    """An aware datetime for ``text``; raises InvalidMemory(field) when it is not understood."""
+    """An aware datetime for ``text``; raises InvalidMemory(field) when it is not understood
+    or lies outside the calendar ("99999999999 days ago")."""
+    try:
+        return _parse(text, field, now)
+    except (OverflowError, ValueError):
+        raise InvalidMemory(field, f"{text!r} is out of range") from None
+
+
+def _parse(text: str, field: str, now: dt.datetime | None) -> dt.datetime:
     now = now or dt.datetime.now(dt.UTC)
     phrase = " ".join(text.strip().lower().split())
     try:

@@ -85,6 +85,15 @@ def validate_name(value: object, field: str) -> str:
     return value
 
 
+def is_text(value: str) -> bool:
+    """True if ``value`` is valid Unicode (no lone surrogates: it can be stored as UTF-8)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def validate_tags(tags: object, limits: Limits, field: str = "tags") -> tuple[str, ...]:
     """Tags: a list of non-empty strings, stripped, duplicates removed, order kept."""
     if isinstance(tags, str) or not isinstance(tags, Iterable):
@@ -100,6 +109,8 @@ def validate_tags(tags: object, limits: Limits, field: str = "tags") -> tuple[st
             raise InvalidMemory(f"{field}[{i}]", f"longer than {limits.max_tag_chars} characters")
         if any(ch in tag for ch in "\x00\n\r\t"):
             raise InvalidMemory(f"{field}[{i}]", "must not contain control characters")
+        if not is_text(tag):
+            raise InvalidMemory(f"{field}[{i}]", "is not valid Unicode (lone surrogate)")
         seen[tag] = None
     if len(seen) > limits.max_tags:
         raise InvalidMemory(field, f"{len(seen)} tags; the limit is {limits.max_tags}")
@@ -112,11 +123,13 @@ def validate_metadata(metadata: object, limits: Limits, field: str = "metadata")
         return "{}"
     if not isinstance(metadata, Mapping):
         raise InvalidMemory(field, f"expected a JSON object, got {type(metadata).__name__}")
+    if _depth(metadata) > MAX_METADATA_DEPTH:
+        raise InvalidMemory(field, f"nested deeper than {MAX_METADATA_DEPTH} levels")
     try:
         text = json.dumps(metadata, sort_keys=True, ensure_ascii=False, allow_nan=False,
                           separators=(",", ":"))
         text.encode("utf-8")
-    except (TypeError, ValueError, UnicodeEncodeError) as exc:
+    except (TypeError, ValueError, UnicodeEncodeError, RecursionError) as exc:
         raise InvalidMemory(field, f"not representable as JSON: {exc}") from None
     if len(text.encode("utf-8")) > limits.max_metadata_bytes:
         raise InvalidMemory(field, f"larger than {limits.max_metadata_bytes} bytes as JSON")
@@ -126,9 +139,28 @@ def validate_metadata(metadata: object, limits: Limits, field: str = "metadata")
 def validate_idempotency_key(key: object, field: str = "idempotency_key") -> str | None:
     if key is None:
         return None
-    if not isinstance(key, str) or not 1 <= len(key) <= 200:
+    if not isinstance(key, str) or not 1 <= len(key) <= 200 or not is_text(key):
         raise InvalidMemory(field, "expected a string of 1-200 characters")
     return key
+
+
+MAX_METADATA_DEPTH = 32
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a JSON-like value, without recursion (a hostile value may be deeper
+    than Python's stack)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        if deepest > MAX_METADATA_DEPTH:
+            return deepest
+        if isinstance(node, Mapping):
+            stack.extend((child, level + 1) for child in node.values())
+        elif isinstance(node, list | tuple):
+            stack.extend((child, level + 1) for child in node)
+    return deepest
 
 
 @attrs.frozen

@@ -58,6 +58,7 @@ from ..actors._values import (
     Page,
     Remembered,
     content_hash,
+    is_text,
     ms_from_time,
     validate_content,
     validate_idempotency_key,
@@ -394,7 +395,8 @@ class Engine:
 
     @staticmethod
     def _check_id(memory_id: object) -> str:
-        if not isinstance(memory_id, str) or not 1 <= len(memory_id) <= 64:
+        if not isinstance(memory_id, str) or not 1 <= len(memory_id) <= 64 or \
+                not is_text(memory_id):
             raise InvalidMemory("id", "expected a memory id string")
         return memory_id
 
