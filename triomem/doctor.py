@@ -2,26 +2,31 @@
 
 Every check is independent and read-only: it never creates, migrates or locks the database
 (a daemon may own it). Each returns a ``Check`` with a status (ok, warn, fail), what was
-found and, when not ok, the fix.
+found and, when not ok, the fix. ``run_checks`` runs the local ones; ``check_remote`` (async:
+it opens a connection) tells whether the configured remote answers.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import apsw
 import attrs
 import sqlite_vec
+import trio
 
 from .actors._db import read_meta, scalar
 from .actors._schema import APPLICATION_ID, SCHEMA_VERSION, SQLITE_MAGIC
 from .actors._sql_read import wal_size
-from .settings import Settings
+from .settings import Settings, mask_url
 from .transports.lockfile import DaemonPaths, probe
 
 Status = Literal["ok", "warn", "fail"]
 WAL_WARN_BYTES = 256 * 1024 * 1024
+REMOTE_TIMEOUT = 3.0
+DEFAULT_PORTS = {"postgresql": 5432, "postgres": 5432, "ws": 80, "wss": 443}
 
 
 @attrs.frozen
@@ -30,6 +35,9 @@ class Check:
     status: Status
     found: str
     fix: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return attrs.asdict(self)
 
 
 def _sqlite() -> list[Check]:
@@ -136,6 +144,34 @@ def run_checks(settings: Settings) -> list[Check]:
     embedder = settings.get("embedder")
     return [*_sqlite(), _model(embedder), *_database(path, _embedder_id(embedder)),
             _daemon(path)]
+
+
+async def check_remote(settings: Settings, within: float = REMOTE_TIMEOUT) -> Check:
+    """Whether the configured remote (``remote.url``) accepts a TCP connection within
+    ``within`` seconds. Checks reachability only; credentials are checked when the server
+    syncs. Never raises."""
+    url: str = settings.get("remote.url")
+    if not url:
+        return Check("remote", "ok", "no remote configured (local only)")
+    shown = mask_url(url)
+    parts = urlsplit(url)
+    try:
+        port = parts.port or DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        port = None
+    if parts.scheme not in DEFAULT_PORTS or not parts.hostname or port is None:
+        return Check("remote", "fail", f"{shown} is not a postgresql:// or ws(s):// URL with "
+                     "a host", "set remote.url (TRIOMEM_REMOTE_URL) to the remote's URL")
+    try:
+        with trio.fail_after(within):
+            stream = await trio.open_tcp_stream(parts.hostname, port)
+            await stream.aclose()
+    except (OSError, trio.TooSlowError) as exc:
+        reason = "no answer" if isinstance(exc, trio.TooSlowError) else \
+            (exc.strerror or str(exc))
+        return Check("remote", "fail", f"{shown}: {reason}",
+                     "check the address and the network; writes wait in the outbox meanwhile")
+    return Check("remote", "ok", f"{shown} answers")
 
 
 def render(checks: list[Check]) -> str:

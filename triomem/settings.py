@@ -18,10 +18,13 @@ top-level keys as ``TRIOMEM_<KEY>``), for example ``TRIOMEM_DB``, ``TRIOMEM_SERV
     [retry]
     max_retries = 50
     fail_mode = "raise"
+
+Every key, its type and default is in ``SCHEMA``; README.md has the table.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import tomllib
@@ -35,13 +38,15 @@ from .actors._errors import InvalidMemory
 from .actors._recall import RecallConfig
 from .actors._store import RetryPolicy
 from .actors._values import Limits
+from .embedders import EMBEDDERS
 from .engine import EngineConfig
 
 # section -> key -> (type, default). The single table of every setting.
 SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
-    "": {"db": (str, ""), "embedder": (str, "minilm"), "log_level": (str, "warning")},
+    "": {"db": (str, ""), "embedder": (str, "minilm"), "log_level": (str, "warning"),
+         "log_format": (str, "logfmt")},
     "server": {"host": (str, "127.0.0.1"), "port": (int, 8765), "token": (str, ""),
-               "idle_exit": (float, 900.0)},
+               "idle_exit": (float, 900.0), "hub": (bool, False)},
     "store": {"synchronous": (str, "FULL"), "busy_timeout_ms": (int, 50),
               "max_batch": (int, 256), "idle_checkpoint_after": (float, 1.0),
               "wal_autocheckpoint_pages": (int, 1000),
@@ -57,8 +62,19 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "metrics": {"enabled": (bool, False), "host": (str, "127.0.0.1"), "port": (int, 9464)},
 }
 SECRET_KEYS = {("server", "token"), ("remote", "token")}
+# Keys whose value must be one of a few words (checked on load, naming the key).
+CHOICES: dict[tuple[str, str], tuple[str, ...]] = {
+    ("", "embedder"): EMBEDDERS,
+    ("", "log_level"): ("debug", "info", "warning", "error"),
+    ("", "log_format"): ("logfmt", "json"),
+}
 ALIASES = {"TRIOMEM_TOKEN": ("server", "token")}  # older names still honoured
 _URL_PASSWORD = re.compile(r"(://[^:/@]+:)[^@]+(@)")
+
+
+def mask_url(text: str) -> str:
+    """``text`` with any password in a URL (``scheme://user:secret@host``) replaced by stars."""
+    return _URL_PASSWORD.sub(r"\1********\2", text)
 
 
 def default_config_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -75,6 +91,13 @@ def default_db_path(environ: Mapping[str, str] = os.environ) -> str:
 def _coerce(section: str, key: str, value: Any, source: str) -> Any:
     kind = SCHEMA[section][key][0]
     name = f"{section}.{key}" if section else key
+    choices = CHOICES.get((section, key))
+    if choices is not None:
+        text = str(value).lower()
+        if text not in choices:
+            raise InvalidMemory(name, f"expected one of {', '.join(choices)}, got {value!r} "
+                                      f"({source})")
+        return text
     if kind is bool and isinstance(value, str):
         if value.lower() in ("1", "true", "yes", "on"):
             return True
@@ -156,11 +179,19 @@ class Settings:
         sources[f"{section}.{key}".lstrip(".")] = source
 
     def get(self, dotted: str) -> Any:
+        """The value of ``"section.key"`` (or a top-level ``"key"``). Raises KeyError."""
         section, _, key = dotted.rpartition(".")
         return self.values[section][key]
 
-    def engine_config(self) -> EngineConfig:
-        """An EngineConfig from these settings (the remote is attached by the caller)."""
+    def given(self, dotted: str) -> bool:
+        """True when ``dotted`` was set by a file, the environment or a flag (not defaulted)."""
+        return self.sources[dotted] != "default"
+
+    def engine_config(self, *, with_remote: bool = True) -> EngineConfig:
+        """An EngineConfig from these settings. With ``with_remote`` (and ``remote.url`` set)
+        the engine replicates to that remote (``remote.token`` authenticates); without, its
+        writes wait in the durable outbox for the next engine that has the remote (the
+        server). Raises InvalidMemory("config") for values the engine refuses."""
         store, retry, limits, recall = (self.values[s] for s in
                                         ("store", "retry", "limits", "recall"))
         try:
@@ -173,24 +204,36 @@ class Settings:
                 retry=RetryPolicy(**retry), limits=Limits(**limits),
                 recall=RecallConfig(deadline=recall["deadline"],
                                     concurrency=recall["concurrency"]),
+                remote_url=(self.get("remote.url") or None) if with_remote else None,
+                remote_token=(self.get("remote.token") or None) if with_remote else None,
             )
         except (TypeError, ValueError) as exc:
             raise InvalidMemory("config", str(exc)) from None
 
-    def show(self) -> str:
-        """The effective settings as TOML, secrets masked, each line noting its source."""
-        lines = [f"# file: {self.file or 'none'}"]
+    def masked(self) -> dict[str, Any]:
+        """Every effective value by dotted key, secrets (tokens, URL passwords) masked."""
+        out: dict[str, Any] = {}
         for section, keys in SCHEMA.items():
-            if section:
-                lines.append(f"\n[{section}]")
             for key in keys:
                 value = self.values[section][key]
                 if (section, key) in SECRET_KEYS and value:
                     value = "********"
                 elif isinstance(value, str):
-                    value = _URL_PASSWORD.sub(r"\1********\2", value)
+                    value = mask_url(value)
+                out[f"{section}.{key}".lstrip(".")] = value
+        return out
+
+    def show(self) -> str:
+        """The effective settings as TOML, secrets masked, each line noting its source."""
+        masked = self.masked()
+        lines = [f"# file: {self.file or 'none'}"]
+        for section, keys in SCHEMA.items():
+            if section:
+                lines.append(f"\n[{section}]")
+            for key in keys:
+                dotted = f"{section}.{key}".lstrip(".")
+                value = masked[dotted]
                 rendered = ("true" if value else "false") if isinstance(value, bool) else \
-                    f'"{value}"' if isinstance(value, str) else repr(value)
-                source = self.sources[f"{section}.{key}".lstrip(".")]
-                lines.append(f"{key} = {rendered}  # {source}")
+                    json.dumps(value) if isinstance(value, str) else repr(value)
+                lines.append(f"{key} = {rendered}  # {self.sources[dotted]}")
         return "\n".join(lines) + "\n"
