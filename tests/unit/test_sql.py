@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tests.fakes import HashEmbedder
 from triomem import EmbedderMismatch, InvalidMemory, NotFound, SchemaTooNew, StoreCorrupt
 from triomem.actors._db import scalar
-from triomem.actors._fts import fts_query, query_terms
+from triomem.actors._fts import match_expression, query_terms
 from triomem.actors._schema import SCHEMA_VERSION, Pragmas, connect, immediate
 from triomem.actors._sql_read import (
     AllowedSeqs,
@@ -213,15 +213,16 @@ def test_no_user_string_breaks_the_fts5_query(text: str) -> None:
                      "tokenize='porter unicode61 remove_diacritics 2')")
         conn.execute("INSERT INTO f VALUES('hello world', 'x')")
         test_no_user_string_breaks_the_fts5_query.conn = conn  # type: ignore[attr-defined]
-    query = fts_query(text)
-    if query is not None:
-        conn.execute("SELECT rowid FROM f WHERE f MATCH ?", (query,)).fetchall()
+    terms = query_terms(text)
+    if terms:
+        conn.execute("SELECT rowid FROM f WHERE f MATCH ?", (match_expression(terms),)).fetchall()
 
 
-def test_fts_query_drops_function_words() -> None:
-    assert fts_query("What did the user say about Postgres?") == '"say" OR "postgres"'
-    assert fts_query("the of and") is None
-    assert fts_query('"); DROP TABLE memories; --') == '"drop" OR "table" OR "memories"'
+def test_query_terms_drop_function_words_and_quote_the_rest() -> None:
+    assert query_terms("What did the user say about Postgres?") == ("say", "postgres")
+    assert query_terms("the of and") == ()
+    terms = query_terms('"); DROP TABLE memories; --')
+    assert match_expression(terms) == '"drop" OR "table" OR "memories"'
 
 
 def test_vectors_are_stored_as_given(tmp_path: Path) -> None:

@@ -39,11 +39,6 @@ def match_expression(terms: tuple[str, ...]) -> str:
     return " OR ".join(f'"{t}"' for t in terms)
 
 
-def fts_query(text: str, *, max_terms: int = 32) -> str | None:
-    """An FTS5 MATCH expression for ``text``, or None when nothing searchable is left."""
-    terms = query_terms(text, max_terms=max_terms)
-    return match_expression(terms) if terms else None
-
 
 @attrs.frozen
 class Term:
