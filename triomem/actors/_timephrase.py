@@ -44,6 +44,15 @@ def _months_back(when: dt.datetime, months: int) -> dt.datetime:
     return when.replace(year=year, month=month + 1, day=day)
 
 
+def _back(now: dt.datetime, n: int, unit: str) -> dt.datetime:
+    """``n`` units before ``now``; months and years by the calendar, not by a fixed length."""
+    if unit == "month":
+        return _months_back(now, n)
+    if unit == "year":
+        return _months_back(now, 12 * n)
+    return now - n * _UNITS[unit]
+
+
 def parse_time(text: str, field: str, now: dt.datetime | None = None) -> dt.datetime:
     """An aware datetime for ``text``; raises InvalidMemory(field) when it is not understood
     or lies outside the calendar ("99999999999 days ago")."""
@@ -79,20 +88,9 @@ def _parse(text: str, field: str, now: dt.datetime | None) -> dt.datetime:
         return fixed[phrase]
     if match := _AGO.fullmatch(phrase):
         n = int(match["n"]) if match["n"].isdigit() else _NUMBERS[match["n"]]
-        unit = match["unit"]
-        if unit == "month":
-            return _months_back(now, n)
-        if unit == "year":
-            return _months_back(now, 12 * n)
-        return now - n * _UNITS[unit]
+        return _back(now, n, match["unit"])
     if match := _LAST.fullmatch(phrase):  # "past 3 days", "last 24 hours": a rolling window
-        n = int(match["n"] or 1)
-        unit = match["unit"]
-        if unit == "month":
-            return _months_back(now, n)
-        if unit == "year":
-            return _months_back(now, 12 * n)
-        return now - n * _UNITS[unit]
+        return _back(now, int(match["n"] or 1), match["unit"])
     for prefix in ("last ", "on ", ""):
         day = phrase.removeprefix(prefix)
         if day in _WEEKDAYS:
