@@ -14,6 +14,7 @@ import pytest
 import trio
 
 from tests.fakes import HashEmbedder
+from tests.reliability._figures import emit
 from tests.reliability._processes import spawn
 from tests.reliability.test_cancel_storm import check_consistency
 from triomem import EngineConfig, open_engine
@@ -50,7 +51,7 @@ def _check(path: Path) -> tuple[set[str], int]:
         conn.close()
 
 
-async def _kill_rounds(tmp_path: Path, rounds: int) -> None:
+async def _kill_rounds(tmp_path: Path, rounds: int) -> dict[str, int]:
     rng = random.Random(rounds)
     path = tmp_path / "crash.db"
     acked: set[str] = set()
@@ -65,17 +66,21 @@ async def _kill_rounds(tmp_path: Path, rounds: int) -> None:
         assert acked <= ids, f"{len(acked - ids)} acknowledged writes lost"
         assert outbox == len(ids), "the outbox must hold every memory written (no remote)"
     assert len(acked) > rounds  # the writer really wrote between kills
+    return {"faults": rounds, "acknowledged": len(acked), "lost": len(acked - ids),
+            "crashes": 0, "stored": len(ids)}
 
 
 async def test_sigkill_while_writing_short(tmp_path: Path) -> None:
     with trio.fail_after(300):
-        await _kill_rounds(tmp_path, 10)
+        figures = await _kill_rounds(tmp_path, 10)
+    emit("engine process SIGKILL while writing (10 rounds)", **figures)
 
 
 @pytest.mark.slow
 async def test_sigkill_while_writing_long(tmp_path: Path) -> None:
     with trio.fail_after(3600):
-        await _kill_rounds(tmp_path, 100)
+        figures = await _kill_rounds(tmp_path, 100)
+    emit("engine process SIGKILL while writing (100 rounds)", variant="long", **figures)
 
 
 async def test_sigkill_during_the_first_migration(tmp_path: Path) -> None:

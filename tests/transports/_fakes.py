@@ -15,8 +15,9 @@ from triomem.embedders import Vectors
 @attrs.define(eq=False)
 class GateEmbedder:
     """``HashEmbedder`` vectors, but a text containing ``marker`` blocks its embed call (on
-    the engine's worker thread) until ``release()``. The engine has one embed worker, so
-    every embedding queues behind a held one."""
+    the engine's worker thread) until ``release()``. A held call blocks one of the engine's
+    ``embed_workers`` (2 by default); the others go on embedding texts without the marker, so
+    to stall every embedding give every text the marker."""
 
     marker: str = "HOLD"
     inner: HashEmbedder = attrs.field(factory=HashEmbedder)

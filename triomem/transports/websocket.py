@@ -49,6 +49,7 @@ SUBPROTOCOL = "mcp"
 CLOSE_GOING_AWAY = 1001
 CLOSE_UNSUPPORTED_DATA = 1003
 CLOSE_INTERNAL_ERROR = 1011
+REFUSED_LINGER = 1.0  # seconds a refused client gets to read the answer and hang up
 
 
 class InsecureBind(ValueError):
@@ -147,6 +148,34 @@ def _token_ok(request: WebSocketRequest, query: str, token: str) -> bool:
     return False
 
 
+async def _refuse(request: WebSocketRequest, status: int, body: bytes,
+                  headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Answer the handshake with ``status``, then end the TCP connection.
+
+    trio-websocket (0.12) sends the response but leaves the connection open, its reader task
+    running, until the client hangs up: a refused client (a wrong token, a foreign Origin, a
+    full server) could keep a socket and a task for as long as it liked, uncounted by
+    ``max_connections`` and under no timeout. So: a FIN after the response (the client reads
+    all of it), a moment for the client to hang up, then close whatever it does.
+    """
+    await request.reject(status, extra_headers=headers or [], body=body)
+    # The stream is not public; without it the connection lingers as before (logged).
+    stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if not isinstance(stream, trio.SocketStream):
+        logger.warning("cannot close a refused connection: trio-websocket changed")
+        return
+    try:
+        await stream.send_eof()
+        with trio.move_on_after(REFUSED_LINGER):
+            # trio-websocket closes the socket when the peer hangs up; nothing signals it.
+            while stream.socket.fileno() != -1:  # noqa: ASYNC110
+                await trio.sleep(0.02)
+    except (trio.BrokenResourceError, trio.ClosedResourceError):
+        pass
+    finally:
+        await stream.aclose()
+
+
 @attrs.define(eq=False)
 class _WebSocketTransport:
     """A ``MessageTransport`` over one accepted WebSocket."""
@@ -203,19 +232,19 @@ class _Server:
         options = self.options
         hub = options.hub and target.path == options.hub_path
         if target.path != options.path and not hub:
-            await request.reject(404, body=f"MCP is served at {options.path}\n".encode())
+            await _refuse(request, 404, f"MCP is served at {options.path}\n".encode())
             return
         origin = _header(request, b"origin")
         if origin is not None and not origin_allowed(origin, options.allowed_origins):
             logger.warning("refused a WebSocket from origin %r", origin)
-            await request.reject(403, body=b"origin not allowed\n")
+            await _refuse(request, 403, b"origin not allowed\n")
             return
         if options.token and not _token_ok(request, target.query, options.token):
-            await request.reject(401, extra_headers=[(b"WWW-Authenticate", b"Bearer")],
-                                 body=b"missing or wrong bearer token\n")
+            await _refuse(request, 401, b"missing or wrong bearer token\n",
+                          [(b"WWW-Authenticate", b"Bearer")])
             return
         if self.draining.is_set() or self.connections >= options.max_connections:
-            await request.reject(503, body=b"server busy or shutting down\n")
+            await _refuse(request, 503, b"server busy or shutting down\n")
             return
         subprotocol = SUBPROTOCOL if SUBPROTOCOL in request.proposed_subprotocols else None
         self.connections += 1

@@ -8,7 +8,9 @@ connection promise that nothing a peer sends can crash it.
 
 from __future__ import annotations
 
+import itertools
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, TypeAlias, TypeGuard
 
@@ -18,6 +20,17 @@ from ._errors import RpcError, rpc_error
 
 RequestId: TypeAlias = str | int
 JsonObject: TypeAlias = dict[str, Any]
+
+# Arrays and objects nested in one message. Without a limit of its own, how deep a message may
+# nest would depend on how deep the parser's stack happens to be (Python's recursion limit),
+# and a document accepted here could fail when a task deeper in the stack encodes it again (the
+# answer that echoes it) or the engine re-reads it from storage. MCP messages need a few
+# levels; tool arguments get the rest (the engine caps metadata at 32).
+MAX_NESTING = 128
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 @attrs.frozen
@@ -79,12 +92,23 @@ def parse_message(data: str | bytes) -> Message:
     """Read one JSON-RPC message. Never raises."""
     try:
         text = data.decode("utf-8") if isinstance(data, bytes | bytearray) else data
+        if _nested_deeper_than(text, MAX_NESTING):
+            raise RecursionError(f"nested deeper than {MAX_NESTING}")
         value = json.loads(text, parse_constant=_reject_constant)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         # ValueError covers JSONDecodeError and the over-long integer limit; RecursionError a
         # deeply nested document. Neither detail is useful to the peer beyond "not JSON".
         return Malformed(None, rpc_error("parse_error", data={"reason": _short(exc)}))
     return classify(value)
+
+
+def _nested_deeper_than(text: str, limit: int) -> bool:
+    """Whether the brackets outside string literals of ``text`` nest deeper than ``limit``.
+    Free for ordinary messages (too few brackets to nest that deep); linear otherwise."""
+    if text.count("[") + text.count("{") <= limit:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0) > limit
 
 
 def _short(exc: BaseException) -> str:
