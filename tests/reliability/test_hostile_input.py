@@ -369,10 +369,10 @@ async def test_a_flood_of_requests_on_one_connection_is_bounded(tmp_path: Path) 
 
 
 async def test_a_client_that_does_not_read_is_slowed_not_buffered(tmp_path: Path) -> None:
-    """20k requests (pings, and every fifth a ``tools/list`` whose 13 kB answers add up to
+    """10k requests (pings, and every fifth a ``tools/list`` whose 13 kB answers add up to
     more than any socket buffers) sent without reading: the server stops reading too (its
     reply queue is bounded), then answers every one, in order, once the client reads."""
-    count = 20_000
+    count = 10_000
     with measured() as figures:
         async with hostile_server(tmp_path) as (_, address, watch):
             ws = await connect(address)
@@ -398,7 +398,7 @@ async def test_a_client_that_does_not_read_is_slowed_not_buffered(tmp_path: Path
                         got += 1
             await ws.aclose()
     assert stalled_at < count, "the server should have stopped reading a client that does not"
-    emit("requests without reading (20k)", inputs=count, faults=0, acknowledged=0, lost=0,
+    emit("requests without reading (10k)", inputs=count, faults=0, acknowledged=0, lost=0,
          crashes=0, sent_before_backpressure=stalled_at, sentinel_calls=watch.calls, **figures)
     assert figures["rss_growth_mb"] < RSS_GROWTH_BOUND_MB, figures
 
