@@ -6,6 +6,7 @@ Nothing here touches the engine; the benchmarks import it for the boring parts.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import platform
 import random
@@ -13,7 +14,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import attrs
 
@@ -233,3 +235,13 @@ def cpu_count() -> int:
 
 def progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def emit(report: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]], str]) -> None:
+    """Print a benchmark's report: JSON for machines, else its table and the total time."""
+    if as_json:
+        json.dump(report, sys.stdout, indent=2)
+        print()
+    else:
+        print(render(report))
+        print(f"\n(total {report['elapsed_s']:.0f} s)")

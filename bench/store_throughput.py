@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import os
 import sys
 import tempfile
@@ -43,6 +42,7 @@ import trio
 from bench._common import (
     CpuSample,
     Latency,
+    emit,
     machine,
     make_tags,
     make_texts,
@@ -475,12 +475,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(plan, directory)
     report = {"machine": machine(), **summary(results, plan),
               "elapsed_s": time.perf_counter() - started}
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
-        print(f"\n(total {report['elapsed_s']:.0f} s)")
+    emit(report, args.json, render)
     return 0
 
 

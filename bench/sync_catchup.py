@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import gc
-import json
 import logging
 import os
 import sys
@@ -61,6 +60,7 @@ import trio
 from bench._common import (
     CpuSample,
     Latency,
+    emit,
     machine,
     make_tags,
     make_texts,
@@ -770,12 +770,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         raws, syncs, recalls = trio.run(measure, plan, server, directory)
     report = {"machine": machine(), **summary(plan, raws, syncs, recalls),
               "elapsed_s": time.perf_counter() - started}
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report))
-        print(f"\n(total {report['elapsed_s']:.0f} s)")
+    emit(report, args.json, render)
     return 0
 
 
