@@ -14,13 +14,14 @@ Two figures (see design/performance.md, "WebSocket clients"):
 - latency at the same offered load: one engine and server with 1 client, 8 clients and another
   1 client (the control) connected at once, and a seeded open-loop (Poisson) schedule of stores
   and recalls at a fixed total rate well under capacity. The schedule is cut into 0.5-second
-  blocks that take turns in a balanced order (``TURNS``): in a block, each request is sent at
-  its time whether or not earlier ones were answered, through the 1 client, through the 8 in
-  turn (request i on client i mod 8), through the control client, or to the engine
-  in-process. The configurations thus share the database, its growth and whatever else the
-  machine does, and the control (1 client against another 1 client) shows what the method
-  can resolve. Target: the 8-client per-operation p50 within 5% of the 1-client p50 (at most
-  1.05x).
+  blocks that take turns in a balanced order (``TURNS``), and the four blocks of each row of
+  that order carry the same requests (times, kinds, recall queries; new texts to store). In a
+  block, each request is sent at its time whether or not earlier ones were answered: through
+  the 1 client, through the 8 in turn (request i on client i mod 8), through the control
+  client, or to the engine in-process. So the configurations share the database, its growth
+  and whatever else the machine does, and the control (1 client against another 1 client)
+  shows what the method can resolve. Target: the 8-client per-operation p50 within 5% of the
+  1-client p50 (at most 1.05x).
 
 Also measured, for where the time goes: the transport alone, 64 clients sending MCP ``ping``
 (answered by the session without touching the engine), and a raw trio TCP request/reply of
@@ -46,7 +47,6 @@ import contextlib
 import functools
 import gc
 import json
-import math
 import os
 import random
 import subprocess
@@ -65,6 +65,7 @@ from bench._common import (
     CpuSample,
     Latency,
     cpu_count,
+    emit,
     machine,
     make_tags,
     make_texts,
@@ -86,10 +87,13 @@ BUSY_SHARE = 0.05  # a run during which other processes used more of the machine
 CONNECT_TIMEOUT_S = 10.0
 RECALL_LIMIT = 10
 BLOCK_S = 0.5  # the paced load's turns
-# One cycle of the paced load's blocks: a Williams square over the four configurations, so each
-# comes equally often in each position and right after each of the others, never after itself.
-TURNS = ("few", "many", "local", "control", "many", "control", "few", "local",
-         "control", "local", "many", "few", "local", "few", "control", "many")
+# The paced load's blocks take turns in rows of a Williams square over the four configurations:
+# each comes once in every row, equally often in each position, and right after each of the
+# others equally often (never after itself). All the blocks of a row carry the same requests
+# (arrival times, kinds, recall queries; each store a new text), so the configurations are
+# compared on the same work.
+TURNS = (("few", "many", "local", "control"), ("many", "control", "few", "local"),
+         ("control", "local", "many", "few"), ("local", "few", "control", "many"))
 PROTOCOL_VERSION = "2025-11-25"
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -558,45 +562,61 @@ async def tcp_round_trips(requests: int, clients: int, ask: int, answer: int) ->
 
 @attrs.frozen
 class Request:
-    at: float  # seconds after the schedule starts
+    at: float  # seconds after its block starts
     kind: str  # "store" or "recall"
     text: str
     tags: tuple[str, ...] = ()
 
 
 @attrs.frozen
+class Block:
+    turn: str  # which configuration sends it: "few", "many", "control" or "local"
+    requests: tuple[Request, ...]
+
+
+@attrs.frozen
 class Load:
     preload: list[str]
     preload_tags: list[tuple[str, ...]]
-    requests: list[Request]
+    blocks: list[Block]
     warm_up: list[str]  # one store per client before the schedule (not measured)
+
+    @property
+    def requests(self) -> int:
+        return sum(len(block.requests) for block in self.blocks)
 
 
 def make_load(plan: Plan) -> Load:
-    """Poisson arrivals at ``plan.rate`` for ``plan.paced_s``; each a recall with probability
-    ``plan.recall_share``, else a store of a new text. Deterministic."""
+    """Blocks of ``BLOCK_S`` over ``plan.paced_s``, in the rows of ``TURNS``. Each row gets
+    Poisson arrivals at ``plan.rate``, each a recall (probability ``plan.recall_share``) or a
+    store; its blocks repeat them, each store with a new text. Deterministic."""
     rng = random.Random(SEED + 7)
-    at = 0.0
-    kinds: list[tuple[float, str]] = []
-    while True:
-        at += rng.expovariate(plan.rate)
-        if at >= plan.paced_s:
-            break
-        kinds.append((at, "recall" if rng.random() < plan.recall_share else "store"))
-    stores = sum(kind == "store" for _, kind in kinds)
+    rows = []
+    for _ in range(max(1, round(plan.paced_s / BLOCK_S / len(TURNS[0])))):
+        at, row = 0.0, []
+        while (at := at + rng.expovariate(plan.rate)) < BLOCK_S:
+            row.append((at, "recall" if rng.random() < plan.recall_share else "store"))
+        rows.append(row)
+    blocks_per_row = len(TURNS[0])
+    stores = blocks_per_row * sum(kind == "store" for row in rows for _, kind in row)
     warm = 2 * plan.paced_clients[0] + plan.paced_clients[1] + 1
     texts = make_texts(plan.preload + stores + warm, SEED + 1)
     tags = make_tags(len(texts), SEED + 1)
-    queries = make_texts(len(kinds) - stores, SEED + 2)
-    new, asked = iter(range(plan.preload, len(texts))), iter(queries)
-    requests = []
-    for at, kind in kinds:
-        if kind == "store":
-            i = next(new)
-            requests.append(Request(at, kind, texts[i], tags[i]))
-        else:
-            requests.append(Request(at, kind, next(asked)))
-    return Load(texts[:plan.preload], tags[:plan.preload], requests, texts[-warm:])
+    queries = iter(make_texts(sum(kind == "recall" for row in rows for _, kind in row), SEED + 2))
+    new = iter(range(plan.preload, len(texts)))
+    blocks = []
+    for index, row in enumerate(rows):
+        asked = {at: next(queries) for at, kind in row if kind == "recall"}
+        for turn in TURNS[index % len(TURNS)]:
+            requests = []
+            for at, kind in row:
+                if kind == "store":
+                    i = next(new)
+                    requests.append(Request(at, kind, texts[i], tags[i]))
+                else:
+                    requests.append(Request(at, kind, asked[at]))
+            blocks.append(Block(turn, tuple(requests)))
+    return Load(texts[:plan.preload], tags[:plan.preload], blocks, texts[-warm:])
 
 
 async def _preload(engine: Engine, load: Load) -> None:
@@ -674,24 +694,21 @@ async def paced(directory: str, load: Load, few: int, many: int) -> dict[str, Ru
                 turns[turn].partial += partial
 
             before = await engine.statistics()
-            requests = iter(load.requests)
-            upcoming = next(requests, None)
             start = trio.current_time() + 0.01
             async with trio.open_nursery() as nursery:
-                for block in range(math.ceil(load.requests[-1].at / BLOCK_S)):
-                    await trio.sleep_until(start + block * BLOCK_S)
-                    turn = TURNS[block % len(TURNS)]
+                for index, block in enumerate(load.blocks):
+                    began = start + index * BLOCK_S
+                    await trio.sleep_until(began)
                     meter = Meter.start()
-                    end = (block + 1) * BLOCK_S
-                    while upcoming is not None and upcoming.at < end:
-                        await trio.sleep_until(start + upcoming.at)
-                        turns[turn].late.append(trio.current_time() - start - upcoming.at)
-                        nursery.start_soon(one, turn, upcoming)
+                    counted = turns[block.turn]
+                    for request in block.requests:
+                        await trio.sleep_until(began + request.at)
+                        counted.late.append(trio.current_time() - began - request.at)
+                        nursery.start_soon(one, block.turn, request)
                         # Counted when sent, so that the next request goes to the next client.
-                        turns[turn].sent += 1
-                        upcoming = next(requests, None)
-                    await trio.sleep_until(start + end)
-                    turns[turn].span += meter.stop()
+                        counted.sent += 1
+                    await trio.sleep_until(began + BLOCK_S)
+                    counted.span += meter.stop()
             after = await engine.statistics()
             readers.cancel_scope.cancel()
     if after.store.writes_committed - before.store.writes_committed != sum(
@@ -896,7 +913,7 @@ def _us_per(value: float | None, items: int) -> str:
     return "-" if value is None else f"{value / items * 1e6:.0f}"
 
 
-def render(report: dict[str, Any], plan: Plan) -> str:
+def render(report: dict[str, Any], *, plan: Plan) -> str:
     env, med, ratios = report["machine"], report["median"], report["ratios"]
     top = plan.clients[0]
     few, many = plan.paced_clients
@@ -1043,12 +1060,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = measure(plan, directory)
     report = {"machine": machine(), **summary(results, plan),
               "elapsed_s": time.perf_counter() - started}
-    if args.json:
-        json.dump(report, sys.stdout, indent=2)
-        print()
-    else:
-        print(render(report, plan))
-        print(f"\n(total {report['elapsed_s']:.0f} s)")
+    emit(report, args.json, functools.partial(render, plan=plan))
     return 0
 
 
