@@ -88,8 +88,8 @@ CONNECT_TIMEOUT_S = 10.0
 RECALL_LIMIT = 10
 BLOCK_S = 0.5  # the paced load's turns
 # The paced load's blocks take turns in rows of a Williams square over the four configurations:
-# each comes once in every row, equally often in each position, and right after each of the
-# others equally often (never after itself). All the blocks of a row carry the same requests
+# each comes once in every row and once in each position, right after each of the others once
+# within the rows, and never right after itself (row boundaries included). All the blocks of a row carry the same requests
 # (arrival times, kinds, recall queries; each store a new text), so the configurations are
 # compared on the same work.
 TURNS = (("few", "many", "local", "control"), ("many", "control", "few", "local"),
@@ -105,7 +105,7 @@ class Plan:
     per_client: int  # writes per client at clients[0]
     scale_writes: int  # total writes at the smaller counts (shared evenly)
     rate: float  # paced load: requests per second over all clients
-    paced_s: float  # paced load: length of the whole schedule (all three configurations)
+    paced_s: float  # paced load: length of the whole schedule (all four configurations)
     paced_clients: tuple[int, int]  # the two client counts compared at the same load
     recall_share: float  # paced load: share of the requests that are recalls
     preload: int  # memories in the database before the paced load starts
