@@ -66,6 +66,12 @@ async def _codec_round_trip(memories: list[dict[str, Any]]) -> None:
                 by_id(exported)
 
 
+def test_a_jsonl_line_survives_readers_that_split_on_unicode_line_breaks() -> None:
+    record = {"content": "a\x85b\u2028c\u2029d\ne", "metadata": {"k\u2028": "\x85"}}
+    lines = _encode(record).decode("utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == [record]
+
+
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(memory_st, max_size=10))
 def test_the_cli_jsonl_codec_round_trips_losslessly(memories: list[dict[str, Any]]) -> None:

@@ -79,11 +79,18 @@ def _report_json(report: ImportReport) -> dict[str, Any]:
             "errors": [{"line": line, "error": message} for line, message in report.errors]}
 
 
+# Characters ``str.splitlines`` and many JSONL readers take for line breaks, which JSON
+# leaves raw inside strings (it only escapes those below U+0020).
+_LINE_BREAKS = {ord(c): f"\\u{ord(c):04x}" for c in "\x85\u2028\u2029"}
+
+
 def _encode(record: dict[str, Any]) -> bytes:
     """One JSONL line. Readable UTF-8, or ``\\u`` escapes for text UTF-8 cannot carry (a
-    lone surrogate in metadata), so the line always reads back as the same record."""
+    lone surrogate in metadata) and for Unicode line breaks, so any line-splitting reader
+    reads back the same record."""
     try:
-        return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8")
+        text = json.dumps(record, ensure_ascii=False).translate(_LINE_BREAKS)
+        return (text + "\n").encode("utf-8")
     except UnicodeEncodeError:
         return (json.dumps(record) + "\n").encode("ascii")
 
