@@ -25,6 +25,7 @@ class HashEmbedder:
     fail_next: int = 0
     calls: int = 0
     name: str | None = None
+    batches: list[int] = attrs.field(factory=list)  # texts per call, in order
 
     @property
     def model_id(self) -> str:
@@ -32,6 +33,7 @@ class HashEmbedder:
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         self.calls += 1
+        self.batches.append(len(texts))
         if self.fail_next:
             self.fail_next -= 1
             raise RuntimeError("injected embedder fault")

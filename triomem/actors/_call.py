@@ -55,6 +55,9 @@ class Mailbox(Generic[Req]):
     """The caller's side of an actor: a bounded channel of calls."""
 
     _send: trio.MemorySendChannel[Call[Req]]
+    # Whether calls carry their caller's deadline; off for an actor that never reads it
+    # (capturing it walks the caller's cancel scopes, on every call).
+    _deadlines: bool = True
 
     async def call(self, request: Req) -> Any:
         """Send ``request`` and wait for the answer; waits for room when the mailbox is full.
@@ -62,12 +65,36 @@ class Mailbox(Generic[Req]):
         A checkpoint. Raises the actor's typed error, or EngineClosed. If cancelled, see the
         module docstring for what happens to the request.
         """
+        await trio.lowlevel.checkpoint_if_cancelled()
         call = self._new(request)
+        try:
+            # No scheduling round for the common case (room in the mailbox): the wait below
+            # is this call's checkpoint.
+            self._send.send_nowait(call)
+        except trio.WouldBlock:
+            await self._send_waiting(call)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            raise EngineClosed("engine is closed") from None
+        return await self._wait(call)
+
+    async def _send_waiting(self, call: Call[Req]) -> None:
         try:
             await self._send.send(call)
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             raise EngineClosed("engine is closed") from None
-        return await self._wait(call)
+
+    async def forward(self, call: Call[Req]) -> None:
+        """Hand on a call another actor received (its caller keeps waiting on the same call);
+        fails the call with EngineClosed when this mailbox is closed."""
+        try:
+            self._send.send_nowait(call)
+        except trio.WouldBlock:
+            try:
+                await self._send.send(call)
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                call.fail(EngineClosed("engine closed before the write was stored"))
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            call.fail(EngineClosed("engine closed before the write was stored"))
 
     async def try_call(self, request: Req) -> Any:
         """Like ``call``, but raise Overloaded at once instead of waiting for room."""
@@ -86,10 +113,9 @@ class Mailbox(Generic[Req]):
     async def aclose(self) -> None:
         await self._send.aclose()
 
-    @staticmethod
-    def _new(request: Req) -> Call[Req]:
-        return Call(request, deadline=trio.current_effective_deadline(),
-                    enqueued_at=trio.current_time())
+    def _new(self, request: Req) -> Call[Req]:
+        deadline = trio.current_effective_deadline() if self._deadlines else math.inf
+        return Call(request, deadline=deadline, enqueued_at=trio.current_time())
 
     @staticmethod
     async def _wait(call: Call[Req]) -> Any:

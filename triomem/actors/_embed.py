@@ -1,19 +1,27 @@
 """The embed actor: turns texts into vectors on worker threads, batching concurrent requests.
 
 Embedding is CPU work (or a network call) and never runs inside the store actor, so a slow
-model never stalls commits. Each worker task takes one request, drains whatever else is queued
-(up to ``max_batch`` texts) and embeds them in one model call on a worker thread: under load,
-64 concurrent remembers cost a few batched forward passes instead of 64 single ones.
+model never stalls commits. One dispatcher forms batches: it waits for a free worker, then for a
+request, lets every caller that is ready to run enqueue (one scheduling round), and hands
+whatever is queued (up to ``max_batch`` texts) to the worker as one model call on a worker
+thread. Under load, 64 concurrent remembers cost a few batched forward passes instead of 64
+single ones.
+
+Forming the batch only once a worker is free matters: workers that each waited on the channel
+got one request apiece by direct handoff, and the lone request became a batch, then a commit,
+of its own, in every round after (a self-sustaining wave of one, measured in
+design/performance.md).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 import attrs
 import numpy as np
+import numpy.typing as npt
 import outcome
 import trio
 
@@ -21,6 +29,7 @@ from ..embedders import Embedder, Vectors
 from ._call import Call, Mailbox
 from ._errors import EmbedderUnavailable, TriomemError
 from ._executor import Executor
+from ._sql_write import PutMemory, UpdateMemory
 
 log = logging.getLogger("triomem.embed")
 
@@ -28,6 +37,27 @@ log = logging.getLogger("triomem.embed")
 @attrs.frozen
 class EmbedRequest:
     texts: tuple[str, ...]
+
+
+@attrs.frozen
+class EmbedAndStore:
+    """A write to complete with the vector of ``text`` and hand on to the store actor.
+
+    The caller waits once, for the commit: one call where embed-then-store took two, and the
+    store receives a whole embedded batch at once (design/performance.md).
+    """
+
+    text: str
+    write: PutMemory | UpdateMemory  # its ``vector`` is replaced
+
+
+EmbedCall = Call[EmbedRequest | EmbedAndStore]
+Forward = Callable[[Call[Any]], Awaitable[None]]
+
+
+def vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
+    """The storage form of one vector: little-endian float32."""
+    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
 @attrs.frozen
@@ -42,7 +72,7 @@ class EmbedStatistics:
 
 @attrs.define(eq=False)
 class EmbedHandle:
-    _mailbox: Mailbox[EmbedRequest]
+    _mailbox: Mailbox[EmbedRequest | EmbedAndStore]
     _actor: EmbedActor
 
     @property
@@ -58,11 +88,20 @@ class EmbedHandle:
         result: Vectors = await self._mailbox.call(EmbedRequest(tuple(texts)))
         return result
 
+    async def embed_and_store(self, text: str, write: PutMemory | UpdateMemory) -> Any:
+        """Embed ``text``, store ``write`` with its vector; the store's answer. A checkpoint.
+
+        Raises EmbedderUnavailable, the store's errors, or EngineClosed.
+        """
+        return await self._mailbox.call(EmbedAndStore(text, write))
+
     def statistics(self) -> EmbedStatistics:
         return self._actor.statistics(self._mailbox.queued())
 
     async def aclose(self) -> None:
+        """Stop accepting requests and wait until those taken are embedded and handed on."""
         await self._mailbox.aclose()
+        await self._actor.stopped.wait()
 
 
 @attrs.define(eq=False)
@@ -72,6 +111,8 @@ class EmbedActor:
     workers: int = 1
     max_batch: int = 64
     mailbox_size: int = 1024
+    forward: Forward | None = None  # the store's mailbox, for EmbedAndStore
+    stopped: trio.Event = attrs.field(factory=trio.Event)
     _batches: int = 0
     _texts: int = 0
     _largest: int = 0
@@ -84,34 +125,49 @@ class EmbedActor:
 
     async def run(self, *, task_status: trio.TaskStatus[EmbedHandle] = trio.TASK_STATUS_IGNORED
                   ) -> None:
-        send, receive = trio.open_memory_channel[Call[EmbedRequest]](self.mailbox_size)
-        async with receive, trio.open_nursery() as nursery:
-            for _ in range(self.workers):
-                nursery.start_soon(self._worker, receive.clone())
-            task_status.started(EmbedHandle(Mailbox(send), self))
-
-    async def _worker(self, receive: trio.MemoryReceiveChannel[Call[EmbedRequest]]) -> None:
-        async with receive:
-            async for first in receive:
-                batch, size = [first], len(first.request.texts)
-                while size < self.max_batch:
+        send, receive = trio.open_memory_channel[EmbedCall](self.mailbox_size)
+        free_workers = trio.Semaphore(self.workers)
+        try:
+            async with receive, trio.open_nursery() as nursery:
+                task_status.started(EmbedHandle(Mailbox(send, deadlines=False), self))
+                while True:
+                    await free_workers.acquire()
                     try:
-                        call = receive.receive_nowait()
-                    except (trio.WouldBlock, trio.EndOfChannel):
+                        batch = await self._next_batch(receive)
+                    except trio.EndOfChannel:
                         break
-                    batch.append(call)
-                    size += len(call.request.texts)
-                await self._embed_batch([c for c in batch if not c.abandoned])
+                    nursery.start_soon(self._work, batch, free_workers)
+        finally:
+            self.stopped.set()
 
-    async def _embed_batch(self, batch: list[Call[EmbedRequest]]) -> None:
-        texts = [t for call in batch for t in call.request.texts]
+    async def _next_batch(self, receive: trio.MemoryReceiveChannel[EmbedCall]
+                          ) -> list[EmbedCall]:
+        first = await receive.receive()
+        # Callers woken together (by one commit) send in the same scheduling round as ``first``
+        # or the next one: let them all in before draining.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        batch, size = [first], _size(first)
+        while size < self.max_batch:
+            try:
+                call = receive.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+            batch.append(call)
+            size += _size(call)
+        return batch
+
+    async def _work(self, batch: list[EmbedCall], free_workers: trio.Semaphore) -> None:
+        try:
+            await self._embed_batch([c for c in batch if not c.abandoned])
+        finally:
+            free_workers.release()
+
+    async def _embed_batch(self, batch: list[EmbedCall]) -> None:
+        texts = [t for call in batch for t in _texts(call.request)]
         if not texts:
             return
         try:
-            vectors = await self.executor.run(functools.partial(self.embedder.embed, texts))
-            if vectors.shape != (len(texts), self.embedder.dim) or not np.isfinite(vectors).all():
-                raise EmbedderUnavailable(
-                    f"{self.embedder.model_id} returned malformed vectors {vectors.shape}")
+            vectors, writes = await self.executor.run(lambda: self._embed(texts, batch))
         except Exception as exc:
             self._failures += 1
             self._last_error = str(exc)
@@ -124,7 +180,43 @@ class EmbedActor:
         self._texts += len(texts)
         self._largest = max(self._largest, len(texts))
         offset = 0
+        for call, write in zip(batch, writes, strict=True):
+            if write is None:
+                n = len(_texts(call.request))
+                call.reply(outcome.Value(vectors[offset:offset + n]))
+                offset += n
+                continue
+            offset += 1
+            if call.abandoned:
+                continue
+            assert self.forward is not None, "EmbedAndStore needs the store's mailbox"
+            handed_on: Call[Any] = call
+            handed_on.request = write
+            await self.forward(handed_on)
+
+    def _embed(self, texts: list[str], batch: list[EmbedCall]
+               ) -> tuple[Vectors, list[PutMemory | UpdateMemory | None]]:
+        """On a worker thread: the vectors, and each EmbedAndStore's write completed."""
+        vectors = self.embedder.embed(texts)
+        if vectors.shape != (len(texts), self.embedder.dim) or not np.isfinite(vectors).all():
+            raise EmbedderUnavailable(
+                f"{self.embedder.model_id} returned malformed vectors {vectors.shape}")
+        writes: list[PutMemory | UpdateMemory | None] = []
+        offset = 0
         for call in batch:
-            n = len(call.request.texts)
-            call.reply(outcome.Value(vectors[offset:offset + n]))
-            offset += n
+            request = call.request
+            if isinstance(request, EmbedAndStore):
+                writes.append(attrs.evolve(request.write, vector=vector_bytes(vectors[offset])))
+                offset += 1
+            else:
+                writes.append(None)
+                offset += len(request.texts)
+        return vectors, writes
+
+
+def _texts(request: EmbedRequest | EmbedAndStore) -> tuple[str, ...]:
+    return (request.text,) if isinstance(request, EmbedAndStore) else request.texts
+
+
+def _size(call: EmbedCall) -> int:
+    return len(_texts(call.request))

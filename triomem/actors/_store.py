@@ -164,6 +164,10 @@ class StoreHandle:
     async def try_call(self, request: StoreRequest) -> Any:
         return await self._mailbox.try_call(request)
 
+    async def forward(self, call: Call[Any]) -> None:
+        """Take a write call another actor completed (the embed actor); see Mailbox.forward."""
+        await self._mailbox.forward(call)
+
     def statistics(self) -> StoreStatistics:
         return self._actor.statistics(self._mailbox.queued())
 

@@ -94,12 +94,20 @@ def is_text(value: str) -> bool:
     return True
 
 
+_TAG_CONTROL = re.compile("[\x00\n\r\t]")
+
+
 def validate_tags(tags: object, limits: Limits, field: str = "tags") -> tuple[str, ...]:
     """Tags: a list of non-empty strings, stripped, duplicates removed, order kept."""
-    if isinstance(tags, str) or not isinstance(tags, Iterable):
+    items: Iterable[object]
+    if isinstance(tags, list | tuple):  # the common case, without the slower ABC check
+        items = tags
+    elif isinstance(tags, str) or not isinstance(tags, Iterable):
         raise InvalidMemory(field, "expected a list of strings")
+    else:
+        items = tags
     seen: dict[str, None] = {}
-    for i, tag in enumerate(tags):
+    for i, tag in enumerate(items):
         if not isinstance(tag, str):
             raise InvalidMemory(f"{field}[{i}]", f"expected a string, got {type(tag).__name__}")
         tag = tag.strip()
@@ -107,7 +115,7 @@ def validate_tags(tags: object, limits: Limits, field: str = "tags") -> tuple[st
             raise InvalidMemory(f"{field}[{i}]", "must not be empty")
         if len(tag) > limits.max_tag_chars:
             raise InvalidMemory(f"{field}[{i}]", f"longer than {limits.max_tag_chars} characters")
-        if any(ch in tag for ch in "\x00\n\r\t"):
+        if _TAG_CONTROL.search(tag):
             raise InvalidMemory(f"{field}[{i}]", "must not contain control characters")
         if not is_text(tag):
             raise InvalidMemory(f"{field}[{i}]", "is not valid Unicode (lone surrogate)")

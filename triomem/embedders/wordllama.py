@@ -27,6 +27,9 @@ class WordLlamaEmbedder:
     @classmethod
     def load(cls) -> WordLlamaEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")  # belt and braces: never reach a hub
+        # tokenizers' thread pool spins on the core the store actor needs: 64 writers ran
+        # about 5% slower with it (design/performance.md). A user's own setting wins.
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         import wordllama  # imported lazily: it pulls in a large dependency tree
 
         model = wordllama.WordLlama.load(

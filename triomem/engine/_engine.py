@@ -30,7 +30,7 @@ import numpy.typing as npt
 import trio
 
 from ..actors._backup import BackupRequest, BackupResult
-from ..actors._embed import EmbedActor, EmbedHandle, EmbedStatistics
+from ..actors._embed import EmbedActor, EmbedHandle, EmbedStatistics, vector_bytes
 from ..actors._errors import InvalidMemory
 from ..actors._executor import Executor, InlineExecutor, ThreadExecutor
 from ..actors._recall import (
@@ -84,10 +84,6 @@ class EngineStatistics:
     recall: RecallStatistics
 
 
-def _vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
-    return np.ascontiguousarray(vector, dtype="<f4").tobytes()
-
-
 def _check_limit(limit: object, field: str = "limit") -> int:
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidMemory(field, f"expected an integer from 1 to {MAX_LIMIT}")
@@ -136,18 +132,18 @@ class Engine:
         """
         limits = self.config.limits
         content = validate_content(content, limits)
-        put = functools.partial(
-            PutMemory,
+        put = PutMemory(
             space=validate_name(space, "space"),
             content=content,
             content_hash=content_hash(content),
             type=validate_name(type, "type"),
             tags=validate_tags(tags, limits),
             metadata_json=validate_metadata(metadata, limits),
+            vector=b"" if vector is None else self._given_vector(vector),
             idempotency_key=validate_idempotency_key(idempotency_key),
         )
-        embedded = await self._vector_for(content, vector)
-        result: Remembered = await self._store.call(put(vector=embedded))
+        result: Remembered = await (self._embed.embed_and_store(content, put) if vector is None
+                                    else self._store.call(put))
         self._wrote()
         return result
 
@@ -176,11 +172,13 @@ class Engine:
             type=None if type is None else validate_name(type, "type"),
             metadata_json=None if metadata is None else validate_metadata(metadata, limits),
         )
-        if content is not None:
+        memory: Memory
+        if content is None:
+            memory = await self._store.call(request)
+        else:
             content = validate_content(content, limits)
-            request = attrs.evolve(request, content=content, content_hash=content_hash(content),
-                                   vector=await self._vector_for(content, None))
-        memory: Memory = await self._store.call(request)
+            request = attrs.evolve(request, content=content, content_hash=content_hash(content))
+            memory = await self._embed.embed_and_store(content, request)
         self._wrote()
         return memory
 
@@ -298,7 +296,7 @@ class Engine:
 
         async def vectors_for(batch: list[ParsedRecord]) -> list[bytes]:
             out: list[bytes | None] = [
-                await self._vector_for(r.content or "", r.vector)
+                self._given_vector(r.vector)
                 if r.vector is not None and r.embedder == self.embedder_id else None
                 for r in batch
             ]
@@ -306,7 +304,7 @@ class Engine:
             if missing:
                 fresh = await self._embed.embed([batch[i].content or "" for i in missing])
                 for i, vector in zip(missing, fresh, strict=True):
-                    out[i] = _vector_bytes(vector)
+                    out[i] = vector_bytes(vector)
             return [v for v in out if v is not None]
 
         report = await import_records(self._store, vectors_for, records, self.config.limits,
@@ -370,15 +368,13 @@ class Engine:
             await self._sync.stop(self.config.sync_grace)
         await self._recall.aclose()
         await self._index.aclose()
+        await self._embed.aclose()  # hands on the writes it has taken before the store closes
         await self._store.aclose()
-        await self._embed.aclose()
         await self._closed.wait()
 
     # -- helpers --------------------------------------------------------------------------
 
-    async def _vector_for(self, content: str, vector: Any) -> bytes:
-        if vector is None:
-            return _vector_bytes((await self._embed.embed([content]))[0])
+    def _given_vector(self, vector: Any) -> bytes:
         try:
             array = np.asarray(vector, dtype=np.float64)
         except (TypeError, ValueError):
@@ -391,7 +387,7 @@ class Engine:
         norm = float(np.linalg.norm(array))
         if norm == 0.0:
             raise InvalidMemory("vector", "must not be all zeros")
-        return _vector_bytes((array / norm).astype(np.float32))
+        return vector_bytes((array / norm).astype(np.float32))
 
     @staticmethod
     def _check_id(memory_id: object) -> str:
@@ -441,14 +437,15 @@ async def run_engine(
     assert isinstance(embedder, Embedder)
     store_actor = StoreActor(path, embedder.model_id, embedder.dim, _executor(config, 1),
                              config.store_config())
-    embed_actor = EmbedActor(embedder, _executor(config, config.embed_workers),
-                             workers=config.embed_workers, max_batch=config.embed_max_batch)
     closed = trio.Event()
     try:
         with _unwrapped():
             async with trio.open_nursery() as nursery:
                 store = await nursery.start(store_actor.run)
-                embed = await nursery.start(embed_actor.run)
+                embed = await nursery.start(EmbedActor(
+                    embedder, _executor(config, config.embed_workers),
+                    workers=config.embed_workers, max_batch=config.embed_max_batch,
+                    forward=store.forward).run)
                 index_actor = IndexActor(store, _executor(config, 1), embedder.dim)
                 index = await nursery.start(index_actor.run)
                 legs: list[RecallLeg] = [VectorLeg(index),
