@@ -6,6 +6,7 @@ wordllama 0.4.0.post1 ships its weights inside its own wheel but downloads unles
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,13 +14,19 @@ from typing import Any
 
 import attrs
 import numpy as np
+import numpy.typing as npt
+from tokenizers import Tokenizer
 
 from ._protocol import Vectors, normalize
+
+TOKEN_BUDGET = 16384  # tokens pooled at once: 16 MB of token vectors
 
 
 @attrs.define(eq=False)
 class WordLlamaEmbedder:
     _model: Any
+    _tokenizer: Tokenizer
+    _table: npt.NDArray[np.float32]  # one 256-d vector per token id
 
     model_id = "wordllama:l2_supercat_256"
     dim = 256
@@ -35,9 +42,41 @@ class WordLlamaEmbedder:
         model = wordllama.WordLlama.load(
             cache_dir=Path(wordllama.__file__).parent, disable_download=True, dim=256
         )
-        return cls(model)
+        tokenizer = Tokenizer.from_str(model.tokenizer.to_str())
+        tokenizer.no_padding()
+        tokenizer.no_truncation()
+        return cls(model, tokenizer, np.asarray(model.embedding, dtype=np.float32))
 
     def embed(self, texts: Sequence[str]) -> Vectors:
-        if not texts:
-            return np.zeros((0, self.dim), dtype=np.float32)
-        return normalize(self._model.embed(list(texts), norm=False))
+        """wordllama's own embedding (the mean of the texts' token vectors), computed leaner.
+
+        ``encode_batch_fast`` skips the character offsets wordllama never reads, and the
+        tokens are pooled unpadded, in slices of at most ``TOKEN_BUDGET`` tokens: wordllama
+        pads a batch to its longest text and gathers a float for every padded position, so 32
+        texts beside one 64 KiB text took over 500 MB (measured ~20% faster, same vectors).
+        """
+        ids = [e.ids for e in self._tokenizer.encode_batch_fast(list(texts),
+                                                                 add_special_tokens=False)]
+        out = np.zeros((len(ids), self.dim), dtype=np.float32)
+        start = 0
+        while start < len(ids):
+            end, tokens = start + 1, len(ids[start])
+            while end < len(ids) and tokens + len(ids[end]) <= TOKEN_BUDGET:
+                tokens += len(ids[end])
+                end += 1
+            out[start:end] = self._mean_pool(ids[start:end])
+            start = end
+        return normalize(out)
+
+    def _mean_pool(self, ids: list[list[int]]) -> Vectors:
+        lengths = np.fromiter(map(len, ids), dtype=np.intp, count=len(ids))
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.intp,
+                           count=int(lengths.sum()))
+        np.clip(flat, 0, len(self._table) - 1, out=flat)  # as wordllama does
+        sums = np.zeros((len(ids), self.dim), dtype=np.float32)
+        nonempty = lengths > 0
+        if flat.size:
+            starts = np.cumsum(lengths) - lengths
+            sums[nonempty] = np.add.reduceat(self._table[flat], starts[nonempty], axis=0)
+        sums /= np.maximum(lengths, 1)[:, None].astype(np.float32)
+        return sums
