@@ -10,68 +10,60 @@ import attrs
 import trio
 import trio.testing
 
-from tests.fakes import HashEmbedder
+from tests.fakes import GateEmbedder, HashEmbedder
 from triomem import Engine, EngineClosed, EngineConfig, Remembered, open_engine
-from triomem.actors._embed import EmbedActor, EmbedHandle
+from triomem.actors._embed import EmbedActor
 from triomem.actors._executor import InlineExecutor
-from triomem.embedders import Vectors
+from triomem.embedders import Embedder, Vectors
 
 
-async def _burst(handle: EmbedHandle, n: int) -> None:
-    async with trio.open_nursery() as callers:
-        for i in range(n):
-            callers.start_soon(handle.embed, [f"text number {i}"])
+async def _burst(embedder: Embedder, *, workers: int = 2, max_batch: int = 64,
+                 learn_speed: bool = False) -> None:
+    """Ten callers at once, each embedding one text, through an actor of its own."""
+    async with trio.open_nursery() as nursery:
+        handle = await nursery.start(EmbedActor(embedder, InlineExecutor(), workers=workers,
+                                                max_batch=max_batch).run)
+        if learn_speed:
+            await handle.embed(["one text, to learn the model's speed"])
+        async with trio.open_nursery() as callers:
+            for i in range(10):
+                callers.start_soon(handle.embed, [f"text number {i}"])
+        await handle.aclose()
 
 
 async def test_a_fast_models_burst_stays_one_batch_with_two_workers() -> None:
     # Two workers each waiting on the channel used to get one request apiece, so a burst
     # became a batch of one plus the rest, and the lone batch repeated every round.
     embedder = HashEmbedder()
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(EmbedActor(embedder, InlineExecutor(), workers=2,
-                                                max_batch=64).run)
-        await _burst(handle, 10)
-        await handle.aclose()
+    await _burst(embedder)
     assert embedder.batches == [10]
 
 
 @attrs.define(eq=False)
-class SlowEmbedder:
+class SlowEmbedder(HashEmbedder):
     """Takes ``seconds_per_text`` of (virtual) time per text."""
 
-    clock: trio.testing.MockClock
-    seconds_per_text: float
-    inner: HashEmbedder = attrs.field(factory=HashEmbedder)
-
-    model_id = "test:slow"
-    dim = 64
+    clock: trio.testing.MockClock | None = None
+    seconds_per_text: float = 0.0
 
     def embed(self, texts: Sequence[str]) -> Vectors:
+        assert self.clock is not None
         self.clock.jump(self.seconds_per_text * len(texts))
-        return self.inner.embed(texts)
+        return super().embed(texts)
 
 
 async def test_a_slow_models_burst_is_spread_over_the_free_workers(
         mock_clock: trio.testing.MockClock) -> None:
-    embedder = SlowEmbedder(mock_clock, 0.010)
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(EmbedActor(embedder, InlineExecutor(), workers=2,
-                                                max_batch=64).run)
-        await handle.embed(["one text, to learn the model's speed"])
-        await _burst(handle, 10)
-        await handle.aclose()
-    first, *burst = embedder.inner.batches
+    embedder = SlowEmbedder(clock=mock_clock, seconds_per_text=0.010)
+    await _burst(embedder, learn_speed=True)
+    first, *burst = embedder.batches
     # Each dispatch takes its share of the queue over the workers free at that moment.
     assert (first, sum(burst), max(burst)) == (1, 10, 5) and len(burst) > 1
 
 
 async def test_a_burst_larger_than_max_batch_is_cut_into_full_batches() -> None:
     embedder = HashEmbedder()
-    async with trio.open_nursery() as nursery:
-        handle = await nursery.start(EmbedActor(embedder, InlineExecutor(), workers=2,
-                                                max_batch=4).run)
-        await _burst(handle, 10)
-        await handle.aclose()
+    await _burst(embedder, max_batch=4)
     assert embedder.batches == [4, 4, 2]
 
 
@@ -89,48 +81,21 @@ async def test_concurrent_remembers_reach_the_store_as_one_batch(db_path: Path) 
     assert (after.batches - before.batches, after.largest_batch) == (1, 12)
 
 
-@attrs.define(eq=False)
-class GatedEmbedder:
-    """Blocks inside ``embed`` (on its worker thread) until released."""
-
-    inner: HashEmbedder = attrs.field(factory=HashEmbedder)
-    entered: threading.Event = attrs.field(factory=threading.Event)
-    release: threading.Event = attrs.field(factory=threading.Event)
-
-    @property
-    def model_id(self) -> str:
-        return self.inner.model_id
-
-    @property
-    def dim(self) -> int:
-        return self.inner.dim
-
-    def embed(self, texts: Sequence[str]) -> Vectors:
-        self.entered.set()
-        self.release.wait(30)
-        return self.inner.embed(texts)
-
-
-async def _until_embedding(embedder: GatedEmbedder) -> None:
-    with trio.fail_after(30):
-        await trio.to_thread.run_sync(embedder.entered.wait)
-
-
 async def test_a_remember_cancelled_while_its_text_is_embedded_is_never_stored(
         db_path: Path) -> None:
-    embedder = GatedEmbedder()
+    embedder = GateEmbedder()
     async with open_engine(db_path, EngineConfig(embedder=embedder)) as engine:
         async with trio.open_nursery() as nursery:
             scope = trio.CancelScope()
 
             async def remember() -> None:
                 with scope:
-                    await engine.remember("a write whose caller gives up")
+                    await engine.remember("HOLD: a write whose caller gives up")
 
             nursery.start_soon(remember)
-            await _until_embedding(embedder)
+            await embedder.wait_entered()
             scope.cancel()
-        embedder.release.set()
+        embedder.release()
         assert (await engine.remember("a later write")).created
         contents = [m.content for m in (await engine.list()).memories]
     assert contents == ["a later write"]
@@ -138,7 +103,7 @@ async def test_a_remember_cancelled_while_its_text_is_embedded_is_never_stored(
 
 async def test_writes_being_embedded_when_the_engine_closes_are_committed(
         db_path: Path) -> None:
-    embedder = GatedEmbedder()
+    embedder = GateEmbedder()
     results: list[Remembered | BaseException] = []
 
     async def remember(engine: Engine, text: str) -> None:
@@ -150,11 +115,33 @@ async def test_writes_being_embedded_when_the_engine_closes_are_committed(
     async with open_engine(db_path, EngineConfig(embedder=embedder)) as engine, \
             trio.open_nursery() as nursery:
         for i in range(5):
-            nursery.start_soon(remember, engine, f"in flight at close {i}")
-        await _until_embedding(embedder)
+            nursery.start_soon(remember, engine, f"HOLD: in flight at close {i}")
+        await embedder.wait_entered()
         nursery.start_soon(engine.aclose)
         await trio.testing.wait_all_tasks_blocked()  # aclose waits on the embed actor
-        embedder.release.set()
+        embedder.release()
     assert all(isinstance(r, Remembered) and r.created for r in results), results
     async with open_engine(db_path, EngineConfig(embedder=embedder.inner)) as engine:
         assert len((await engine.list()).memories) == 5
+
+
+@attrs.define(eq=False)
+class ThreadRecordingEmbedder(HashEmbedder):
+    """Records the thread each batch ran on; opts into inline batches up to 40 characters."""
+
+    threads: list[int] = attrs.field(factory=list)
+    inline_chars: int = 40
+
+    def embed(self, texts: Sequence[str]) -> Vectors:
+        self.threads.append(threading.get_ident())
+        return super().embed(texts)
+
+
+async def test_small_batches_of_an_inline_model_run_on_the_trio_thread(db_path: Path) -> None:
+    embedder = ThreadRecordingEmbedder()
+    async with open_engine(db_path, EngineConfig(embedder=embedder)) as engine:
+        await engine.remember("short")  # 5 characters: inline
+        await engine.remember("a memory longer than the forty characters allowed inline")
+        assert (await engine.get((await engine.remember("short")).memory.id)).content == "short"
+    trio_thread = threading.get_ident()
+    assert embedder.threads[0] == trio_thread and embedder.threads[1] != trio_thread

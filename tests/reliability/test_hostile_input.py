@@ -21,7 +21,7 @@ import pytest
 import trio
 from trio_websocket import open_websocket_url
 
-from tests.fakes import HashEmbedder
+from tests.fakes import GateEmbedder, HashEmbedder
 from tests.reliability._figures import emit, measured, raise_fd_limit
 from tests.reliability._fuzz import Fuzzer, Input
 from tests.reliability._wire import (
@@ -41,7 +41,6 @@ from tests.reliability._wire import (
     tool_result,
     wait_until,
 )
-from tests.transports._fakes import GateEmbedder
 from tests.transports._messages import initialize_params
 from triomem import Engine, EngineConfig, open_engine
 from triomem.transports import ServerAddress, WebSocketOptions

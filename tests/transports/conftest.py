@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.transports._fakes import GateEmbedder
+from tests.fakes import GateEmbedder
 from triomem import Engine, EngineConfig, open_engine
 
 

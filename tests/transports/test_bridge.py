@@ -13,7 +13,7 @@ import trio
 import trio.testing
 from trio_websocket import open_websocket
 
-from tests.transports._fakes import GateEmbedder
+from tests.fakes import GateEmbedder
 from tests.transports._messages import call_params, initialize_params, notification, request
 from triomem import Engine
 from triomem.transports import LineTransport, ServerAddress, WebSocketOptions, serve_websocket

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import trio
 
-from tests.transports._fakes import GateEmbedder
+from tests.fakes import GateEmbedder
 from tests.transports._messages import (
     LEGACY,
     call_params,

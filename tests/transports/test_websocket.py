@@ -15,8 +15,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from tests.fakes import HashEmbedder
-from tests.transports._fakes import GateEmbedder
+from tests.fakes import GateEmbedder, HashEmbedder
 from tests.transports._ws import WsClient
 from triomem import Engine, EngineConfig, open_engine
 from triomem.transports import (

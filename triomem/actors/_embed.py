@@ -181,7 +181,10 @@ class EmbedActor:
             return
         started = trio.current_time()
         try:
-            vectors, writes = await self.executor.run(lambda: self._embed(texts, batch))
+            if sum(map(len, texts)) <= getattr(self.embedder, "inline_chars", 0):
+                vectors, writes = self._embed(texts, batch)
+            else:
+                vectors, writes = await self.executor.run(lambda: self._embed(texts, batch))
         except Exception as exc:
             self._failures += 1
             self._last_error = str(exc)

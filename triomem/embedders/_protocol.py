@@ -17,7 +17,12 @@ class Embedder(Protocol):
 
     ``model_id`` is stored in the database: two embedders with the same id must produce
     interchangeable vectors. ``embed`` blocks (it is CPU or network work) and is only ever called
-    through the engine's embed actor, on worker threads, never on the trio thread in production.
+    through the engine's embed actor, on worker threads.
+
+    One exception, opted into by the embedder: an optional ``inline_chars: int`` attribute lets
+    the embed actor run batches of at most that many characters on the trio thread. It is for
+    models so cheap (static embeddings: a table lookup and a mean) that handing a small batch
+    to a thread costs more than embedding it (design/embedders.md).
     """
 
     @property

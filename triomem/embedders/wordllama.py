@@ -30,6 +30,9 @@ class WordLlamaEmbedder:
 
     model_id = "wordllama:l2_supercat_256"
     dim = 256
+    # Batches up to 16 KiB of text (well under a millisecond) are embedded on the trio thread:
+    # a thread handoff and a third busy thread cost 64 writers more (design/embedders.md).
+    inline_chars = 16384
 
     @classmethod
     def load(cls) -> WordLlamaEmbedder:
