@@ -5,6 +5,7 @@ Nothing here touches the engine; the benchmarks import it for the boring parts.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
@@ -245,3 +246,50 @@ def emit(report: dict[str, Any], as_json: bool, render: Callable[[dict[str, Any]
     else:
         print(render(report))
         print(f"\n(total {report['elapsed_s']:.0f} s)")
+
+
+@attrs.frozen
+class RunSettings:
+    """How a side-by-side benchmark repeats and guards its cases (see ``run_parser``)."""
+
+    quick: bool
+    as_json: bool
+    repeat: int
+    quiet_timeout: float
+    retries: int
+    directory: str | None
+
+
+def run_parser(doc: str | None, *, quick: str, repeat: str, retries: int, quiet_share: float,
+               busy_share: float) -> argparse.ArgumentParser:
+    """The options every side-by-side benchmark takes: --quick, --json, --repeat,
+    --wait-quiet, --retries and --dir. Add a benchmark's own options to what it returns."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0] if doc else None)
+    parser.add_argument("--quick", action="store_true", help=quick)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
+    parser.add_argument("--repeat", type=int, default=None,
+                        help=f"{repeat}; the median is reported (default 3, 1 with --quick)")
+    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
+                        help="before each case, wait up to SECONDS for other processes to use "
+                             f"under {quiet_share:.0%} of the machine (default: do not wait)"
+                        .replace("%", "%%"))
+    parser.add_argument("--retries", type=int, default=None,
+                        help="re-run a case up to this many times while other processes use "
+                             f"more than {busy_share:.0%} of the machine during it (default "
+                             f"{retries}, 0 with --quick)".replace("%", "%%"))
+    parser.add_argument("--dir", default=None,
+                        help="where the temporary database files go (default: the system "
+                             "temporary directory)")
+    parser.set_defaults(default_retries=retries)
+    return parser
+
+
+def run_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> RunSettings:
+    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
+    if repeat < 1:
+        parser.error("--repeat must be at least 1")
+    retries = args.retries if args.retries is not None else \
+        (0 if args.quick else args.default_retries)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    return RunSettings(args.quick, args.json, repeat, max(0.0, args.wait_quiet),
+                       max(0, retries), args.dir)

@@ -24,7 +24,6 @@ they disturbed is run again (``--retries``) and left out of the median when a cl
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import os
@@ -48,6 +47,8 @@ from bench._common import (
     make_texts,
     median_by,
     progress,
+    run_parser,
+    run_settings,
     table,
     wait_for_quiet,
 )
@@ -446,36 +447,18 @@ def _share(value: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small smoke run (a few seconds)")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="interleaved repetitions; the median is reported "
-                             "(default 3, 1 with --quick)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each case, wait up to SECONDS for other processes to use "
-                             f"under {QUIET_SHARE * 100:.0f}%% of the machine (default: do not wait)")
-    parser.add_argument("--retries", type=int, default=None,
-                        help="re-run a case up to this many times while other processes "
-                             f"use more than {BUSY_SHARE * 100:.0f}%% of the machine during it "
-                             "(default 2, 0 with --quick)")
-    parser.add_argument("--dir", default=None,
-                        help="where the temporary database files go (default: the system "
-                             "temporary directory)")
-    args = parser.parse_args(argv)
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    if repeat < 1:
-        parser.error("--repeat must be at least 1")
-    retries = args.retries if args.retries is not None else (0 if args.quick else 2)
-    plan = attrs.evolve(Plan.quick(repeat) if args.quick else Plan.full(repeat),
-                        quiet_timeout=max(0.0, args.wait_quiet), retries=max(0, retries))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = run_parser(__doc__, quick="small smoke run (a few seconds)",
+                        repeat="interleaved repetitions", retries=2,
+                        quiet_share=QUIET_SHARE, busy_share=BUSY_SHARE)
+    run = run_settings(parser, parser.parse_args(argv))
+    plan = attrs.evolve(Plan.quick(run.repeat) if run.quick else Plan.full(run.repeat),
+                        quiet_timeout=run.quiet_timeout, retries=run.retries)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=args.dir) as directory:
+    with tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=run.directory) as directory:
         results = measure(plan, directory)
     report = {"machine": machine(), **summary(results, plan),
               "elapsed_s": time.perf_counter() - started}
-    emit(report, args.json, render)
+    emit(report, run.as_json, render)
     return 0
 
 

@@ -40,7 +40,6 @@ meanwhile); and after ``ANALYZE`` on a new connection, the steady state and the 
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import gc
 import logging
@@ -66,6 +65,8 @@ from bench._common import (
     make_texts,
     median_by,
     progress,
+    run_parser,
+    run_settings,
     table,
     wait_for_quiet,
 )
@@ -736,41 +737,26 @@ def _share(value: float | None) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="1k changes, one repetition")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="repetitions, alternating which case runs first "
-                             "(default 3, 1 with --quick)")
+    parser = run_parser(__doc__, quick="1k changes, one repetition",
+                        repeat="repetitions, alternating which case runs first", retries=2,
+                        quiet_share=QUIET_SHARE, busy_share=BUSY_SHARE)
     parser.add_argument("--changes", type=int, default=None, help="override the backlog size")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each case, wait up to SECONDS for other processes to use "
-                             f"under {QUIET_SHARE * 100:.0f}%% of the machine")
-    parser.add_argument("--retries", type=int, default=None,
-                        help="re-run a repetition (or the recall part) up to this many times "
-                             f"while other processes use more than {BUSY_SHARE * 100:.0f}%% of "
-                             "the machine during it (default 2, 0 with --quick)")
-    parser.add_argument("--dir", default=None, help="where the engine's SQLite files go")
     args = parser.parse_args(argv)
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    if repeat < 1:
-        parser.error("--repeat must be at least 1")
-    plan = Plan.quick(repeat) if args.quick else Plan.full(repeat)
-    retries = args.retries if args.retries is not None else (0 if args.quick else 2)
-    plan = attrs.evolve(plan, quiet_timeout=max(0.0, args.wait_quiet), retries=max(0, retries))
+    run = run_settings(parser, args)
+    plan = attrs.evolve(Plan.quick(run.repeat) if run.quick else Plan.full(run.repeat),
+                        quiet_timeout=run.quiet_timeout, retries=run.retries)
     if args.changes is not None:
         plan = attrs.evolve(plan, changes=args.changes)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     # The partition is on purpose: its backoff warnings would bury the progress lines.
     logging.getLogger("triomem.sync").setLevel(logging.ERROR)
     started = time.perf_counter()
     progress("starting PostgreSQL")
     with test_server() as server, \
-            tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=args.dir) as directory:
+            tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=run.directory) as directory:
         raws, syncs, recalls = trio.run(measure, plan, server, directory)
     report = {"machine": machine(), **summary(plan, raws, syncs, recalls),
               "elapsed_s": time.perf_counter() - started}
-    emit(report, args.json, render)
+    emit(report, run.as_json, render)
     return 0
 
 

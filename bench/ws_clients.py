@@ -42,7 +42,6 @@ used during each timed part is measured from /proc/stat; a case they disturbed i
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import functools
 import gc
@@ -72,6 +71,8 @@ from bench._common import (
     median_by,
     percentile,
     progress,
+    run_parser,
+    run_settings,
     table,
     wait_for_quiet,
 )
@@ -1030,37 +1031,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv[:1] == ["--worker"]:  # the client child of store_from_child
         trio.run(child_worker, argv[1], int(argv[2]), int(argv[3]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="small smoke run")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the tables")
-    parser.add_argument("--repeat", type=int, default=None,
-                        help="interleaved repetitions; the median is reported "
-                             "(default 3, 1 with --quick)")
-    parser.add_argument("--wait-quiet", type=float, default=0.0, metavar="SECONDS",
-                        help="before each case, wait up to SECONDS for other processes to use "
-                             f"under {QUIET_SHARE * 100:.0f}%% of the machine (default: do not wait)")
-    parser.add_argument("--retries", type=int, default=None,
-                        help="re-run a case up to this many times while other processes "
-                             f"use more than {BUSY_SHARE * 100:.0f}%% of the machine during it "
-                             "(default 1, 0 with --quick)")
-    parser.add_argument("--dir", default=None,
-                        help="where the temporary database files go (default: the system "
-                             "temporary directory)")
-    args = parser.parse_args(argv)
-    repeat = args.repeat if args.repeat is not None else (1 if args.quick else 3)
-    if repeat < 1:
-        parser.error("--repeat must be at least 1")
-    retries = args.retries if args.retries is not None else (0 if args.quick else 1)
-    plan = attrs.evolve(Plan.quick(repeat) if args.quick else Plan.full(repeat),
-                        quiet_timeout=max(0.0, args.wait_quiet),
-                        retries=max(0, retries))
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    parser = run_parser(__doc__, quick="small smoke run", repeat="interleaved repetitions",
+                        retries=1, quiet_share=QUIET_SHARE, busy_share=BUSY_SHARE)
+    run = run_settings(parser, parser.parse_args(argv))
+    plan = attrs.evolve(Plan.quick(run.repeat) if run.quick else Plan.full(run.repeat),
+                        quiet_timeout=run.quiet_timeout, retries=run.retries)
     started = time.perf_counter()
-    with tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=args.dir) as directory:
+    with tempfile.TemporaryDirectory(prefix="triomem-bench-", dir=run.directory) as directory:
         results = measure(plan, directory)
     report = {"machine": machine(), **summary(results, plan),
               "elapsed_s": time.perf_counter() - started}
-    emit(report, args.json, functools.partial(render, plan=plan))
+    emit(report, run.as_json, functools.partial(render, plan=plan))
     return 0
 
 
