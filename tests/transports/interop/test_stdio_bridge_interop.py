@@ -45,7 +45,7 @@ async def db(tmp_path: Path) -> AsyncIterator[Path]:
 
 async def test_python_sdk_1x_stdio_client_through_the_bridge(mcp1_python: Path,
                                                              db: Path) -> None:
-    report = await run_client(mcp1_python, "client_mcp1_bridge.py", str(TRIOMEM), str(db))
+    report = await run_client(mcp1_python, "client_mcp1.py", "bridge", str(TRIOMEM), str(db))
     assert report["protocol_version"] == "2025-11-25"
     assert report["server_name"] == "triomem"
     assert report["tools"] == [tool.name for tool in TOOLS]
