@@ -35,15 +35,25 @@ def _version(row: tuple[Any, ...], embedding: bytes | None, model: str | None) -
     )
 
 
-def read_version(conn: apsw.Connection, memory_id: str) -> MemoryVersion | None:
-    """The current version of a memory (live or tombstone), with its vector."""
-    table = vec_table(conn)
-    vector = f"(SELECT embedding FROM {table} v WHERE v.rowid = m.seq)" if table else "NULL"
-    found = rows(conn, f"SELECT {_VERSION_COLUMNS}, {vector} FROM memories m WHERE m.id = ?",
-                 (memory_id,))
-    if not found:
-        return None
-    return _version(found[0], found[0][12], read_meta(conn).get("embedder"))
+@attrs.frozen
+class VersionReader:
+    """Reads memories' current versions (live or tombstone, with the vector) within one
+    transaction: the vector table and the embedder are looked up once, not per memory."""
+
+    conn: apsw.Connection
+    sql: str
+    embedder: str | None
+
+    @classmethod
+    def of(cls, conn: apsw.Connection) -> VersionReader:
+        table = vec_table(conn)
+        vector = f"(SELECT embedding FROM {table} v WHERE v.rowid = m.seq)" if table else "NULL"
+        return cls(conn, f"SELECT {_VERSION_COLUMNS}, {vector} FROM memories m WHERE m.id = ?",
+                   read_meta(conn).get("embedder"))
+
+    def read(self, memory_id: str) -> MemoryVersion | None:
+        found = rows(self.conn, self.sql, (memory_id,))
+        return _version(found[0], found[0][12], self.embedder) if found else None
 
 
 @attrs.frozen
@@ -65,10 +75,11 @@ class TakeOutbox:
         found = rows(conn, "SELECT memory_id, change, attempts FROM sync_outbox "
                            "ORDER BY change LIMIT ?", (self.limit + len(self.skip),))
         items = []
+        reader = VersionReader.of(conn)
         for memory_id, change, attempts in found:
             if memory_id in self.skip:
                 continue
-            version = read_version(conn, memory_id)
+            version = reader.read(memory_id)
             if version is not None:
                 items.append(OutboxItem(change, attempts, version))
             if len(items) == self.limit:
@@ -103,6 +114,7 @@ class AckOutbox:
 
     def apply(self, ctx: WriteContext) -> int:
         settled = 0
+        reader: VersionReader | None = None
         for ack in self.acks:
             current = scalar(ctx.conn, "SELECT change FROM sync_outbox WHERE memory_id = ?",
                              (ack.memory_id,))
@@ -114,7 +126,8 @@ class AckOutbox:
                                  (ack.error, ack.memory_id))
                 continue
             if ack.status == "superseded":
-                version = read_version(ctx.conn, ack.memory_id)
+                reader = reader or VersionReader.of(ctx.conn)
+                version = reader.read(ack.memory_id)
                 if version is not None:
                     _conflict(ctx, version)
             elif ack.status == "permanent":
@@ -157,9 +170,10 @@ class ApplyPulled:
 
     def apply(self, ctx: WriteContext) -> dict[str, int]:
         counts = {"applied": 0, "superseded": 0, "unchanged": 0, "duplicate": 0}
+        reader = VersionReader.of(ctx.conn)
         for pulled in self.versions:
             v = pulled.version
-            local = read_version(ctx.conn, v.id)
+            local = reader.read(v.id)
             queued = scalar(ctx.conn, "SELECT 1 FROM sync_outbox WHERE memory_id = ?", (v.id,))
             outcome = apply_version(v, pulled.vector).apply(ctx)
             counts[outcome] += 1
