@@ -19,7 +19,12 @@ from triomem import Engine, EngineConfig, open_engine
 from triomem.actors._stamps import UuidV7Source
 
 SETS_DIR = Path(__file__).resolve().parents[1] / "tests" / "data" / "recall_sets"
-SET_NAMES = ("paraphrase", "exact_terms", "chat_turns")
+# The fusion defaults were chosen on these three sets at once (design/recall.md).
+TUNED_SETS = ("paraphrase", "exact_terms", "chat_turns")
+# Written blind after the fusion was fixed, by the brief's recipe, and never tuned on: it shows
+# how the choice generalises (on it the lexical leg's distractors cost hybrid some R@1).
+HELD_OUT_SETS = ("paraphrase_b",)
+SET_NAMES = TUNED_SETS + HELD_OUT_SETS
 MODES: dict[str, frozenset[str] | None] = {
     "vector": frozenset({"vector"}), "text": frozenset({"text"}), "hybrid": None,
 }

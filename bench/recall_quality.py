@@ -2,8 +2,10 @@
 
     .venv/bin/python -m bench.recall_quality [--embedder minilm] [--json]
 
-Targets (recall issue): hybrid >= the better single leg on every set; R@5 >= 0.90 on the
-paraphrase set with the default embedder.
+Targets (recall issue): hybrid >= the better single leg on every set; R@5 >= 0.90 on a
+paraphrase set with the default embedder. Two paraphrase sets: ``paraphrase`` (one of the three
+the fusion was tuned on; its questions share almost no content word with their facts) and
+``paraphrase_b`` (held out: written blind after the fusion was fixed).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ def main() -> None:
         verdict = "ok" if modes["hybrid"].mrr >= best - 1e-9 else "MISSED"
         print(f"{name}: hybrid MRR {modes['hybrid'].mrr:.3f} vs best single leg {best:.3f} "
               f"-> {verdict}")
-    r5 = results["paraphrase"]["hybrid"].recall_at_5
-    print(f"paraphrase hybrid R@5 {r5:.3f} (target >= 0.90) -> "
-          f"{'ok' if r5 >= 0.90 else 'MISSED'}")
+    for name in ("paraphrase", "paraphrase_b"):
+        r5 = results[name]["hybrid"].recall_at_5
+        print(f"{name} hybrid R@5 {r5:.3f} (target >= 0.90) -> "
+              f"{'ok' if r5 >= 0.90 else 'MISSED'}")
 
 
 if __name__ == "__main__":
