@@ -216,7 +216,8 @@ class EmbedActor:
 
     def _embed(self, texts: list[str], batch: list[EmbedCall]
                ) -> tuple[Vectors, list[PutMemory | UpdateMemory | None]]:
-        """On a worker thread: the vectors, and each EmbedAndStore's write completed."""
+        """On a worker thread (the trio thread for an inline batch): the vectors, and each
+        EmbedAndStore's write completed with its vector."""
         vectors = self.embedder.embed(texts)
         if vectors.shape != (len(texts), self.embedder.dim) or not np.isfinite(vectors).all():
             raise EmbedderUnavailable(
