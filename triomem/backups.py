@@ -88,8 +88,8 @@ async def back_up_once(engine: Engine, schedule: BackupSchedule) -> Path:
         when += dt.timedelta(milliseconds=1)
         target = Path(schedule.directory) / backup_name(engine.path, when)
     result = await engine.backup(target)
-    logger.info("backup written", extra={"backup": result.destination,
-                                          "bytes": result.bytes, "steps": result.steps})
+    logger.info("backup written", extra={"backup": result.destination, "bytes": result.bytes,
+                                          "steps": result.steps, "restarts": result.restarts})
     for path in prune(schedule.directory, engine.path, schedule.keep):
         logger.info("old backup deleted", extra={"backup": str(path)})
     return target

@@ -59,7 +59,8 @@ async def backup(settings: Settings, args: argparse.Namespace) -> None:
             bar.set(result.bytes, max(total, result.bytes))
     emit(args.json, attrs.asdict(result),
          f"backed up to {result.destination} ({result.bytes} bytes, {result.pages} pages in "
-         f"{result.steps} steps)")
+         f"{result.steps} steps" + (f", restarted {result.restarts} times by another process's "
+                                    "writes)" if result.restarts else ")"))
 
 
 async def _watch_size(path: str, bar: Progress) -> None:
