@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import apsw
+import attrs
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -24,7 +25,7 @@ from triomem.actors._sql_read import (
     VectorChanges,
     bind_embedder,
 )
-from triomem.actors._sql_write import ForgetMemory, PutMemory, UpdateMemory
+from triomem.actors._sql_write import ForgetMemory, PutMemory, UpdateMemory, WriteContext
 from triomem.actors._stamps import UuidV7Source
 from triomem.actors._store import _apply_batch
 from triomem.actors._values import content_hash
@@ -117,6 +118,30 @@ def test_one_bad_write_fails_alone_in_its_batch(tmp_path: Path) -> None:
     first, missing, second = _apply(conn, _put("alpha"), ForgetMemory("nope"), _put("beta"))
     assert isinstance(missing, NotFound)
     assert conn.execute("SELECT count(*) FROM memories").fetchall()[0][0] == 2
+    assert first.memory.content == "alpha"  # type: ignore[attr-defined]
+    assert second.memory.content == "beta"  # type: ignore[attr-defined]
+
+
+@attrs.frozen
+class HalfWrite:
+    """Stores a memory, then fails: a write that breaks after changing the database."""
+
+    put: PutMemory
+
+    def apply(self, ctx: WriteContext) -> None:
+        self.put.apply(ctx)
+        raise InvalidMemory("content", "refused after writing")
+
+
+def test_a_write_failing_halfway_leaves_nothing_of_itself(tmp_path: Path) -> None:
+    # The batch's first run (no savepoints) is rolled back whole and redone write by write.
+    conn = _open(tmp_path / "m.db")
+    first, failed, second = _apply(conn, _put("alpha"), HalfWrite(_put("half")), _put("beta"))
+    assert isinstance(failed, InvalidMemory)
+    assert [r[0] for r in conn.execute("SELECT content FROM memories ORDER BY seq")] == \
+        ["alpha", "beta"]
+    assert conn.execute("SELECT count(*) FROM memory_fts").fetchall()[0][0] == 2
+    assert conn.execute("SELECT count(*) FROM sync_outbox").fetchall()[0][0] == 2
     assert first.memory.content == "alpha"  # type: ignore[attr-defined]
     assert second.memory.content == "beta"  # type: ignore[attr-defined]
 
