@@ -26,7 +26,7 @@ from triomem import (
     StoreBusy,
     open_engine,
 )
-from triomem.actors._call import Mailbox
+from triomem.actors._call import Call, Mailbox
 from triomem.actors._db import scalar
 
 
@@ -267,6 +267,17 @@ async def test_try_call_refuses_instead_of_waiting_when_the_mailbox_is_full() ->
     receive.close()
     with pytest.raises(EngineClosed):
         await mailbox.call("closed")
+
+
+async def test_a_call_handed_on_to_a_closed_mailbox_fails_instead_of_hanging() -> None:
+    send, receive = trio.open_memory_channel[object](1)
+    mailbox: Mailbox[str] = Mailbox(send)
+    receive.close()
+    handed_on: Call[str] = Call("a write the embed actor completed")
+    await mailbox.forward(handed_on)
+    assert handed_on.done.is_set() and handed_on.result is not None
+    with pytest.raises(EngineClosed):
+        handed_on.result.unwrap()
 
 
 async def test_wal_stays_bounded_under_constant_load(db_path: Path) -> None:
