@@ -1,6 +1,7 @@
-"""Shared helpers for the benchmarks: deterministic texts, latency summaries, tables.
+"""Shared helpers for the benchmarks: deterministic texts, latency summaries, tables, and the
+closed-loop writers that drive an engine.
 
-Nothing here touches the engine; the benchmarks import it for the boring parts.
+The benchmarks import it for the boring parts.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
+import trio
 
 MIN_ACCOUNTED_S = 0.25
 MIN_CHARS = 60
@@ -293,3 +295,27 @@ def run_settings(parser: argparse.ArgumentParser, args: argparse.Namespace) -> R
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return RunSettings(args.quick, args.json, repeat, max(0.0, args.wait_quiet),
                        max(0, retries), args.dir)
+
+
+async def remember_in_shares(engine: Any, texts: Sequence[str],
+                             tags: Sequence[tuple[str, ...]], writers: int
+                             ) -> tuple[list[float], int]:
+    """``writers`` tasks, each awaiting ``engine.remember`` over its share of ``texts`` one
+    at a time; returns each call's latency (seconds) and how many memories were created."""
+    per_writer = len(texts) // writers
+    latencies: list[float] = []
+    created = 0
+
+    async def writer(index: int) -> None:
+        nonlocal created
+        lo = index * per_writer
+        for text, tg in zip(texts[lo:lo + per_writer], tags[lo:lo + per_writer], strict=True):
+            t0 = time.perf_counter()
+            result = await engine.remember(text, tags=tg)
+            latencies.append(time.perf_counter() - t0)
+            created += result.created
+
+    async with trio.open_nursery() as nursery:
+        for i in range(writers):
+            nursery.start_soon(writer, i)
+    return latencies, created

@@ -47,12 +47,13 @@ from bench._common import (
     make_texts,
     median_by,
     progress,
+    remember_in_shares,
     run_parser,
     run_settings,
     table,
     wait_for_quiet,
 )
-from triomem import Engine, EngineConfig, open_engine
+from triomem import EngineConfig, open_engine
 from triomem.actors._schema import Pragmas, connect, immediate
 from triomem.actors._sql_read import bind_embedder
 from triomem.actors._sql_write import PutMemory
@@ -198,18 +199,6 @@ async def engine_load(directory: str, name: str, embedder: str, texts: Sequence[
                       tags: Sequence[tuple[str, ...]], writers: int) -> Run:
     """``writers`` tasks, each awaiting ``engine.remember`` over its share of ``texts``."""
     per_writer = len(texts) // writers
-    latencies: list[float] = []
-    created = 0
-
-    async def writer(engine: Engine, index: int) -> None:
-        nonlocal created
-        lo = index * per_writer
-        for text, tg in zip(texts[lo:lo + per_writer], tags[lo:lo + per_writer], strict=True):
-            t0 = time.perf_counter()
-            result = await engine.remember(text, tags=tg)
-            latencies.append(time.perf_counter() - t0)
-            created += result.created
-
     config = EngineConfig(embedder=embedder, synchronous="FULL")
     with _fresh(directory, name) as path:
         async with open_engine(path, config) as engine:
@@ -217,9 +206,7 @@ async def engine_load(directory: str, name: str, embedder: str, texts: Sequence[
             before = await engine.statistics()
             cpu = CpuSample.now()
             start = time.perf_counter()
-            async with trio.open_nursery() as nursery:
-                for i in range(writers):
-                    nursery.start_soon(writer, engine, i)
+            latencies, created = await remember_in_shares(engine, texts, tags, writers)
             wall = time.perf_counter() - start
             other = cpu.other_share(CpuSample.now())
             after = await engine.statistics()

@@ -71,6 +71,7 @@ from bench._common import (
     median_by,
     percentile,
     progress,
+    remember_in_shares,
     run_parser,
     run_settings,
     table,
@@ -372,24 +373,10 @@ async def store_in_process(directory: str, texts: Sequence[str],
                            tags: Sequence[tuple[str, ...]], clients: int) -> Run:
     """``clients`` tasks, each awaiting ``engine.remember`` over its share of ``texts``."""
     per_client = len(texts) // clients
-    latencies: list[float] = []
-    created = 0
-
-    async def writer(engine: Engine, index: int) -> None:
-        nonlocal created
-        lo = index * per_client
-        for text, tg in zip(texts[lo:lo + per_client], tags[lo:lo + per_client], strict=True):
-            t0 = time.perf_counter()
-            result = await engine.remember(text, tags=tg)
-            latencies.append(time.perf_counter() - t0)
-            created += result.created
-
     async with engine_on(directory, f"local-{clients}.db", serve=False) as (engine, _):
         before = await engine.statistics()
         meter = Meter.start()
-        async with trio.open_nursery() as nursery:
-            for i in range(clients):
-                nursery.start_soon(writer, engine, i)
+        latencies, created = await remember_in_shares(engine, texts, tags, clients)
         span = meter.stop()
         after = await engine.statistics()
     _check(created, per_client * clients, f"in-process, {clients} tasks")
