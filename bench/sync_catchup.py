@@ -47,8 +47,7 @@ import os
 import sys
 import tempfile
 import time
-import uuid
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import attrs
@@ -284,19 +283,6 @@ def _disturbed(other_cpu: float | None) -> bool:
     return other_cpu is not None and other_cpu > BUSY_SHARE
 
 
-@contextlib.contextmanager
-def fresh_database(server: PgServer, prefix: str) -> Iterator[str]:
-    """A new empty database (as tests/remote/conftest.py makes them), dropped afterwards."""
-    name = f"triomem_bench_{prefix}_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(server.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield server.url(name)
-    finally:
-        with psycopg.connect(server.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def _settle(server: PgServer, quiet_timeout: float) -> None:
     """Before a timed part: collect garbage, flush the server's dirty pages, wait for quiet."""
     gc.collect()
@@ -462,7 +448,8 @@ async def repetition(server: PgServer, directory: str, embedder: Embedder, plan:
     raw_first = rep % 2 == 0
     n = len(inputs.texts)
     path = os.path.join(directory, f"engine-{rep}-{attempt}.db")
-    with fresh_database(server, "sync") as sync_url, fresh_database(server, "raw") as raw_url:
+    with server.fresh_database("triomem_bench_sync") as sync_url, \
+            server.fresh_database("triomem_bench_raw") as raw_url:
         # Both schemas now, the same way, before either case runs.
         async with await PostgresRemote.connect(raw_url, dim=embedder.dim,
                                                 model=embedder.model_id):

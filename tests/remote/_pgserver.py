@@ -22,6 +22,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -105,6 +106,20 @@ class PgServer:
 
     def url(self, dbname: str) -> str:
         return with_dbname(self.admin_url, dbname)
+
+    @contextlib.contextmanager
+    def fresh_database(self, prefix: str) -> Iterator[str]:
+        """The URL of a new, empty database (no triomem schema yet), dropped afterwards."""
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield self.url(name)
+        finally:
+            if self.controllable and not self.running():
+                self.start()  # a failed fault test left it stopped: the drop needs it
+            with psycopg.connect(self.admin_url, autocommit=True) as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     # -- embedded server control -------------------------------------------------------------
 

@@ -8,7 +8,6 @@ temporary data directory, as the ``postgres`` system user when run as root), or 
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import psycopg
@@ -42,13 +41,5 @@ def pg_admin(pg_server: PgServer) -> Iterator[psycopg.Connection[tuple[object, .
 @pytest.fixture
 def pg_url(pg_server: PgServer) -> Iterator[str]:
     """The URL of a new, empty database (no triomem schema yet), dropped after the test."""
-    name = f"triomem_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield pg_server.url(name)
-    finally:
-        if pg_server.controllable and not pg_server.running():
-            pg_server.start()  # a failed fault test left it stopped: the next tests need it
-        with psycopg.connect(pg_server.admin_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with pg_server.fresh_database("triomem_test") as url:
+        yield url
