@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 import trio
 
-from tests.transports._messages import initialize_params
+from tests.transports._messages import McpCalls
 from triomem.transports.lockfile import DaemonInfo, DaemonPaths, probe
 
 TRIOMEM = Path(sys.executable).with_name("triomem")
@@ -28,7 +28,7 @@ def stdio_command(db: Path, *extra: str) -> list[str]:
 
 
 @attrs.define(eq=False)
-class Bridge:
+class Bridge(McpCalls):
     """One ``triomem stdio`` process, driven as a desktop client would drive it."""
 
     process: trio.Process
@@ -61,33 +61,6 @@ class Bridge:
             while True:
                 messages.append(await self.receive())
         return messages
-
-    async def send_request(self, method: str, params: dict[str, Any] | None = None) -> int:
-        request_id = next(self._ids)
-        message: dict[str, Any] = {"jsonrpc": "2.0", "id": request_id, "method": method}
-        if params is not None:
-            message["params"] = params
-        await self.send(message)
-        return request_id
-
-    async def request(self, method: str, params: dict[str, Any] | None = None
-                      ) -> dict[str, Any]:
-        request_id = await self.send_request(method, params)
-        while True:
-            reply = await self.receive()
-            if reply.get("id") == request_id and "method" not in reply:
-                return reply
-            self.notifications.append(reply)
-
-    async def handshake(self) -> dict[str, Any]:
-        answer = await self.request("initialize", initialize_params())
-        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
-        return answer
-
-    async def call(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
-        reply = await self.request("tools/call", {"name": name, "arguments": arguments})
-        result: dict[str, Any] = reply["result"]
-        return result
 
     async def close_stdin(self) -> None:
         assert self.process.stdin is not None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from typing import Any
 
@@ -61,3 +62,42 @@ def is_well_formed_reply(message: Any) -> bool:
     error = message["error"]
     return (isinstance(error, dict) and isinstance(error.get("code"), int)
             and isinstance(error.get("message"), str))
+
+
+class McpCalls:
+    """Requests, the handshake and tool calls over a client's ``send`` and ``receive``: shared
+    by the WebSocket and the stdio bridge test clients. Notifications that arrive while a
+    request waits for its answer are kept in ``notifications``."""
+
+    _ids: itertools.count[int]
+    notifications: list[dict[str, Any]]
+
+    async def send(self, message: dict[str, Any] | str) -> None:
+        raise NotImplementedError
+
+    async def receive(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    async def send_request(self, method: str, params: dict[str, Any] | None = None) -> int:
+        request_id = next(self._ids)
+        await self.send(request(request_id, method, params))
+        return request_id
+
+    async def request(self, method: str, params: dict[str, Any] | None = None
+                      ) -> dict[str, Any]:
+        request_id = await self.send_request(method, params)
+        while True:
+            reply = await self.receive()
+            if reply.get("id") == request_id and "method" not in reply:
+                return reply
+            self.notifications.append(reply)
+
+    async def handshake(self) -> dict[str, Any]:
+        answer = await self.request("initialize", initialize_params())
+        await self.send({"jsonrpc": "2.0", "method": "notifications/initialized"})
+        return answer
+
+    async def call(self, name: str, arguments: dict[str, Any] | None = None) -> dict[str, Any]:
+        reply = await self.request("tools/call", {"name": name, "arguments": arguments or {}})
+        result: dict[str, Any] = reply["result"]
+        return result
