@@ -70,13 +70,14 @@ async def run_client(python: Path, script: str, *args: str) -> dict[str, Any]:
     return report
 
 
-async def check_report(report: dict[str, Any], engine: Engine, version: str) -> None:
+def check_answers(report: dict[str, Any], version: str) -> str:
+    """What the SDK client saw of the scenario; returns the stored memory's id."""
     assert report["protocol_version"] == version
     assert report["tools"] == [tool.name for tool in TOOLS]
     assert report["stored"]["is_error"] is False
     structured = report["stored"]["structured"]
     assert structured["created"] is True
-    memory_id = structured["memory"]["id"]
+    memory_id: str = structured["memory"]["id"]
     assert memory_id in report["recall_ids"]
     progress = report["progress"]
     assert len(progress) >= 2 and progress[0] == 0
@@ -85,6 +86,12 @@ async def check_report(report: dict[str, Any], engine: Engine, version: str) -> 
     assert report["missing"]["text"].startswith("not_found:")
     assert report["invalid"]["is_error"] is True
     assert "tags[0]" in report["invalid"]["text"]
+    return memory_id
+
+
+async def check_report(report: dict[str, Any], engine: Engine, version: str) -> None:
+    memory_id = check_answers(report, version)
+    structured = report["stored"]["structured"]
     memory = await engine.get(memory_id)
     assert memory.content == structured["memory"]["content"]
     assert memory.tags == ("interop",)
