@@ -67,34 +67,27 @@ class Mailbox(Generic[Req]):
         """
         await trio.lowlevel.checkpoint_if_cancelled()
         call = self._new(request)
-        try:
-            # No scheduling round for the common case (room in the mailbox): the wait below
-            # is this call's checkpoint.
-            self._send.send_nowait(call)
-        except trio.WouldBlock:
-            await self._send_waiting(call)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise EngineClosed("engine is closed") from None
+        if not await self._put(call):
+            raise EngineClosed("engine is closed")
         return await self._wait(call)
-
-    async def _send_waiting(self, call: Call[Req]) -> None:
-        try:
-            await self._send.send(call)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            raise EngineClosed("engine is closed") from None
 
     async def forward(self, call: Call[Req]) -> None:
         """Hand on a call another actor received (its caller keeps waiting on the same call);
         fails the call with EngineClosed when this mailbox is closed."""
-        try:
-            self._send.send_nowait(call)
-        except trio.WouldBlock:
-            try:
-                await self._send.send(call)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                call.fail(EngineClosed("engine closed before the write was stored"))
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
+        if not await self._put(call):
             call.fail(EngineClosed("engine closed before the write was stored"))
+
+    async def _put(self, call: Call[Req]) -> bool:
+        """Enqueue ``call``, waiting for room; False if the mailbox is closed. With room it
+        takes no scheduling round: the caller's wait for the answer is the checkpoint."""
+        try:
+            try:
+                self._send.send_nowait(call)
+            except trio.WouldBlock:
+                await self._send.send(call)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            return False
+        return True
 
     async def try_call(self, request: Req) -> Any:
         """Like ``call``, but raise Overloaded at once instead of waiting for room."""
