@@ -13,6 +13,8 @@ from triomem.transports.mcp._jsonrpc import (
     Notification,
     PeerResponse,
     Request,
+    dumps_result,
+    result_message,
 )
 
 
@@ -108,3 +110,17 @@ def test_dumps_escapes_lone_surrogates_so_the_text_is_valid_utf8() -> None:
 def test_dumps_refuses_nan() -> None:
     with pytest.raises(ValueError, match="JSON"):
         dumps({"x": float("nan")})
+
+
+@pytest.mark.parametrize("value", [
+    {"memory": {"content": 'quotes " and \\ and \u2028 and é', "tags": []}},
+    {"hits": [], "partial": False, "note": "\ud800 lone surrogate"},
+])
+@pytest.mark.parametrize("request_id", [7, "req-\ud800"])
+def test_dumps_result_splices_the_encoded_member_as_if_encoded_whole(
+        value: dict[str, object], request_id: str | int) -> None:
+    result = {"content": [{"type": "text", "text": "copy"}], "isError": False}
+    text = dumps_result(request_id, result, name="structuredContent", encoded=dumps(value))
+    text.encode("utf-8")  # valid for a text frame, whichever part escaped a surrogate
+    assert json.loads(text) == json.loads(dumps(result_message(
+        request_id, {**result, "structuredContent": value})))

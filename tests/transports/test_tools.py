@@ -177,11 +177,11 @@ async def test_sync_tools_report_replication_or_say_there_is_no_remote(tmp_path:
             await engine.remember("queued")
             await engine.sync_now()
             call = bind(status_tool, {})
-            structured = status_tool.result(call, await perform(engine, call))
+            structured = status_tool.result(call, await perform(engine, call)).to_json()
             assert structured["structuredContent"]["outbox"] == 0
             assert structured["structuredContent"]["state"] == "idle"
             jsonschema_rs.validate(dict(status_tool.output_schema),
                                    structured["structuredContent"])
             call = bind(conflicts_tool, {"limit": 5})
-            result = conflicts_tool.result(call, await perform(engine, call))
+            result = conflicts_tool.result(call, await perform(engine, call)).to_json()
             assert result["structuredContent"] == {"conflicts": []}

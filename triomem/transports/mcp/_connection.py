@@ -44,6 +44,7 @@ from ._jsonrpc import (
     Request,
     RequestId,
     dumps,
+    dumps_result,
     error_message,
     is_request_id,
     notification_message,
@@ -290,8 +291,9 @@ class McpConnection:
         if pending is None:
             return None
         try:
-            body = pending.tool.result(pending.call, value)
-            return dumps(self._result_message(pending.request_id, body, pending.modern))
+            result = pending.tool.result(pending.call, value)
+            return self._result_text(pending.request_id, result.members, pending.modern,
+                                     structured=result.structured)
         except Exception:  # a presentation bug must not kill the connection; log it
             logger.exception("tool %s: cannot present the engine's answer", pending.tool.name)
             return self._error_text(pending.request_id, rpc_error("internal_error"))
@@ -305,7 +307,7 @@ class McpConnection:
             return None
         if isinstance(exc, TriomemError):
             body = tool_error_for_exception(exc)
-            return dumps(self._result_message(pending.request_id, body, pending.modern))
+            return self._result_text(pending.request_id, body, pending.modern)
         logger.error("tool %s failed", pending.tool.name, exc_info=exc)
         return self._error_text(pending.request_id, rpc_error("internal_error"))
 
@@ -331,16 +333,19 @@ class McpConnection:
 
     # -- output -----------------------------------------------------------------------------
 
-    def _result_message(self, request_id: RequestId, body: Mapping[str, Any],
-                        modern: bool) -> dict[str, Any]:
+    def _result_text(self, request_id: RequestId, body: Mapping[str, Any], modern: bool, *,
+                     structured: str | None = None) -> str:
+        """The response text; ``structured``: a tool's structuredContent, already encoded."""
         if modern:
             meta = dict(body.get("_meta") or {})
             meta[META_SERVER_INFO] = self._server_info()
             body = {"resultType": "complete", **body, "_meta": meta}
-        return result_message(request_id, body)
+        if structured is None:
+            return dumps(result_message(request_id, body))
+        return dumps_result(request_id, body, name="structuredContent", encoded=structured)
 
     def _result(self, request_id: RequestId, body: Mapping[str, Any], *, modern: bool) -> Reply:
-        return Reply(dumps(self._result_message(request_id, body, modern)))
+        return Reply(self._result_text(request_id, body, modern))
 
     def _error_text(self, request_id: RequestId | None, error: RpcError) -> str:
         return dumps(error_message(request_id, error))

@@ -162,6 +162,15 @@ def dumps(message: Mapping[str, Any]) -> str:
     return text
 
 
+def dumps_result(request_id: RequestId, result: Mapping[str, Any], *, name: str,
+                 encoded: str) -> str:
+    """``dumps(result_message(request_id, {**result, name: value}))`` where ``encoded`` is
+    ``dumps(value)``, spliced in rather than encoded again. ``result`` must not be empty."""
+    text = dumps(result_message(request_id, result))
+    # The result is the message's last member: its closing brace is the text's last but one.
+    return f"{text[:-2]},{json.dumps(name)}:{encoded}}}}}"
+
+
 def result_message(request_id: RequestId, result: Mapping[str, Any]) -> JsonObject:
     return {"jsonrpc": "2.0", "id": request_id, "result": dict(result)}
 

@@ -24,6 +24,7 @@ import jsonschema_rs
 
 from ...engine import InvalidMemory, Memory, Page, RecallResult, Remembered
 from . import _schemas as s
+from ._jsonrpc import dumps
 from ._times import parse_time
 
 EngineMethod = Literal["remember", "recall", "get", "update", "forget", "list", "statistics",
@@ -57,12 +58,26 @@ class ToolSpec:
                 "inputSchema": dict(self.input_schema), "outputSchema": dict(self.output_schema),
                 "annotations": {"title": self.title, **self.annotations}}
 
-    def result(self, call: EngineCall, value: Any) -> dict[str, Any]:
-        """The ``CallToolResult`` for a successful call: structured content and a text copy."""
-        structured = self.present(call, value)
-        text = json.dumps(structured, ensure_ascii=False)
-        return {"content": [{"type": "text", "text": text}], "structuredContent": structured,
-                "isError": False}
+    def result(self, call: EngineCall, value: Any) -> ToolResult:
+        """The ``CallToolResult`` for a successful call: structured content and a text copy,
+        encoded once (the text copy is the structured content's JSON)."""
+        structured = dumps(self.present(call, value))
+        return ToolResult({"content": [{"type": "text", "text": structured}], "isError": False},
+                          structured)
+
+
+@attrs.frozen
+class ToolResult:
+    """A ``CallToolResult`` whose ``structuredContent`` is already JSON text: a store's answer
+    is about 1 KB and a recall's 12 KB, and encoding it once instead of twice (as a value and
+    as the text copy's string) is a third of the cost of a reply."""
+
+    members: Mapping[str, Any]  # every member but structuredContent
+    structured: str  # structuredContent, encoded by ``dumps``
+
+    def to_json(self) -> dict[str, Any]:
+        """The result as one JSON value (for hosts and tests; the wire uses the parts)."""
+        return {**self.members, "structuredContent": json.loads(self.structured)}
 
 
 # -- argument helpers ----------------------------------------------------------------------
