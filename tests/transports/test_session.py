@@ -6,6 +6,7 @@ import itertools
 import json
 from typing import Any
 
+import attrs
 import pytest
 import trio
 
@@ -18,7 +19,7 @@ from tests.transports._messages import (
     modern_meta,
 )
 from triomem import Engine
-from triomem.transports import InMemoryClient, SessionOptions, open_memory_session
+from triomem.transports import InMemoryClient, SessionOptions, open_memory_session, serve_session
 from triomem.transports.mcp import TOOLS, ServerOptions
 
 
@@ -289,3 +290,63 @@ async def test_draining_refuses_new_calls_and_finishes_old_ones(
             with pytest.raises(trio.EndOfChannel):
                 await client.receive()
     assert (await gated_engine.list()).memories[0].content == "HOLD me"
+
+
+@attrs.define(eq=False)
+class _SlowSends:
+    """A transport whose ``send`` takes several scheduling rounds and notices overlap: the
+    session's own ordering, not the transport's, must keep the messages in order."""
+
+    incoming: trio.MemoryReceiveChannel[str]
+    sent: list[dict[str, Any]] = attrs.field(factory=list)
+    overlapped: int = 0
+    _sending: bool = False
+
+    async def receive(self) -> str | bytes:
+        return await self.incoming.receive()
+
+    async def send(self, text: str) -> None:
+        if self._sending:
+            self.overlapped += 1
+        self._sending = True
+        for _ in range(3):
+            await trio.lowlevel.checkpoint()
+        self.sent.append(json.loads(text))
+        self._sending = False
+
+
+async def test_concurrent_answers_are_sent_one_at_a_time_progress_first(engine: Engine) -> None:
+    """Replies take the short path (straight from the call's task) or the writer's queue;
+    either way one send at a time, every request answered once, each recall's progress
+    before its answer."""
+    send, receive = trio.open_memory_channel[str](64)
+    transport = _SlowSends(receive)
+    requests: list[dict[str, Any]] = [{"jsonrpc": "2.0", "id": 0, "method": "initialize",
+                                       "params": initialize_params()},
+                                      {"jsonrpc": "2.0", "method": "notifications/initialized"}]
+    for i in range(1, 25):
+        if i % 3:
+            params = call_params("memory_store", {"content": f"memory number {i}"})
+        else:
+            params = {**call_params("memory_recall", {"query": "memory"}),
+                      "_meta": {"progressToken": f"p{i}"}}
+        requests.append({"jsonrpc": "2.0", "id": i, "method": "tools/call", "params": params})
+        if i % 4 == 0:
+            requests.append({"jsonrpc": "2.0", "id": 100 + i, "method": "ping"})
+    for message in requests:
+        send.send_nowait(json.dumps(message))
+    send.close()
+    with trio.fail_after(10):
+        await serve_session(engine, transport, options=SessionOptions(cancel_on_eof=False))
+    assert transport.overlapped == 0
+    answered = [m["id"] for m in transport.sent if "id" in m]
+    expected = [m["id"] for m in requests if "id" in m]
+    assert sorted(answered) == sorted(expected)
+    for i in range(3, 25, 3):
+        token = f"p{i}"
+        positions = [n for n, m in enumerate(transport.sent)
+                     if m.get("params", {}).get("progressToken") == token]
+        values = [transport.sent[n]["params"]["progress"] for n in positions]
+        assert len(positions) >= 2 and values == sorted(values), token
+        assert max(positions) < next(n for n, m in enumerate(transport.sent)
+                                     if m.get("id") == i), token

@@ -8,8 +8,13 @@ Concurrency invariants of a session (one per connection):
   call key; ``notifications/cancelled`` cancels that scope and the core guarantees the request
   is never answered. At most ``max_concurrent`` calls run at once (a ``CapacityLimiter``); the
   core refuses calls beyond ``ServerOptions.max_in_flight`` with ``overloaded``;
-- one writer task owns the transport's send side. Replies go through a bounded channel, so a
-  client that stops reading slows its own session down (backpressure) and nobody else's;
+- one message is sent at a time (``_sending``), and in the order it was produced: a reply goes
+  straight to the transport from the task that made it when nothing is queued ahead of it and
+  no send is in progress (the common case; a hop through another task costs about a tenth of
+  a request's server time), else through a bounded channel to the writer task. A call's
+  progress notifications are queued ahead of its answer, so they stay ahead. A client that
+  stops reading blocks its own sends and then fills its queue, which slows its own session
+  down (backpressure) and nobody else's;
 - when the peer goes away every call the session started is cancelled. Writes the engine had
   accepted still commit (the engine's call protocol), only their answers are dropped.
 
@@ -123,6 +128,9 @@ class _Session:
     _scopes: dict[int, trio.CancelScope] = attrs.field(factory=dict)
     _idle: trio.Event = attrs.field(factory=trio.Event)
     _peer_done: bool = False
+    _sending: trio.StrictFIFOLock = attrs.field(factory=trio.StrictFIFOLock)
+    _queued: int = 0  # messages in the writer's channel or being sent by it
+    _session_scope: trio.CancelScope = attrs.field(factory=trio.CancelScope)
 
     def __attrs_post_init__(self) -> None:
         self.core = McpConnection(self.options.server)
@@ -133,7 +141,8 @@ class _Session:
 
     async def run(self, draining: trio.Event | None) -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._write_loop, nursery.cancel_scope)
+            self._session_scope = nursery.cancel_scope
+            nursery.start_soon(self._write_loop)
             async with trio.open_nursery() as reading:
                 reading.start_soon(self._read_loop, nursery, reading.cancel_scope, draining)
                 if draining is not None:
@@ -153,7 +162,7 @@ class _Session:
                 try:
                     data = await self.transport.receive()
                 except MessageTooLarge as exc:
-                    await self._out_send.send(dumps(error_message(None, rpc_error(
+                    await self._send(dumps(error_message(None, rpc_error(
                         "message_too_large", str(exc), {"limit": exc.limit}))))
                     continue
                 if draining is not None and draining.is_set():
@@ -162,7 +171,7 @@ class _Session:
                     self.core.start_draining()
                 event = self.core.receive(data)
                 if isinstance(event, Reply):
-                    await self._out_send.send(event.text)
+                    await self._send(event.text)
                 elif isinstance(event, StartCall):
                     # The scope exists before the task starts, so a cancel that arrives
                     # right behind the request still finds it.
@@ -221,25 +230,51 @@ class _Session:
         than stalling the engine's recall."""
         text = self.core.progress(key, value, total, message)
         if text is not None:
-            with contextlib.suppress(trio.WouldBlock, trio.BrokenResourceError,
-                                     trio.ClosedResourceError):
+            try:
                 self._out_send.send_nowait(text)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                return
+            self._queued += 1
 
     async def _send(self, text: str | None) -> None:
+        """Send one message after every message produced before it."""
         if text is None:
             return
-        # If the writer is gone, so is the peer: there is nobody to answer.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._out_send.send(text)
-
-    async def _write_loop(self, session: trio.CancelScope) -> None:
+        if self._queued or self._sending.locked():
+            self._queued += 1
+            queued = False
+            try:
+                await self._out_send.send(text)
+                queued = True
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass  # the writer is gone, and so is the peer: there is nobody to answer
+            finally:
+                if not queued:  # also when cancelled: counted only what the writer will see
+                    self._queued -= 1
+            return
+        self._sending.acquire_nowait()  # free, checked above: no scheduling round
         try:
-            async for text in self._out_receive:
-                await self.transport.send(text)
+            await self.transport.send(text)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The peer is gone: nobody will read what the calls would answer.
-            self._peer_done = True
-            session.cancel()
+            self._peer_gone()
+        finally:
+            self._sending.release()
+
+    async def _write_loop(self) -> None:
+        async for text in self._out_receive:
+            try:
+                async with self._sending:
+                    await self.transport.send(text)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                self._peer_gone()
+                return
+            finally:
+                self._queued -= 1
+
+    def _peer_gone(self) -> None:
+        """The peer is gone: nobody will read what the calls would answer."""
+        self._peer_done = True
+        self._session_scope.cancel()
 
     async def _wait_idle(self) -> None:
         while self._scopes:
