@@ -25,7 +25,6 @@ connection. A caller that needs a hard deadline wraps the whole thing in a cance
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 from collections.abc import Callable

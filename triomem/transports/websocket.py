@@ -28,6 +28,7 @@ import ipaddress
 import logging
 import urllib.parse
 from collections.abc import Sequence
+from typing import cast
 
 import attrs
 import trio
@@ -41,6 +42,7 @@ from trio_websocket import (
 from ..engine import Engine, HubService
 from ..remotes.wire import SUBPROTOCOL as HUB_SUBPROTOCOL
 from ._driver import SessionOptions, serve_session
+from ._streams import ReadWhenReadyListener, ReadWhenReadyStream
 from .hub import serve_hub
 
 logger = logging.getLogger("triomem.transports.websocket")
@@ -161,6 +163,8 @@ async def _refuse(request: WebSocketRequest, status: int, body: bytes,
     await request.reject(status, extra_headers=headers or [], body=body)
     # The stream is not public; without it the connection lingers as before (logged).
     stream = getattr(getattr(request, "_connection", None), "_stream", None)
+    if isinstance(stream, ReadWhenReadyStream):
+        stream = stream.stream
     if not isinstance(stream, trio.SocketStream):
         logger.warning("cannot close a refused connection: trio-websocket changed")
         return
@@ -313,13 +317,16 @@ async def serve_websocket(
     """
     options = options or WebSocketOptions()
     check_bind(host, options.token)
-    listeners = await trio.open_tcp_listeners(port, host=host)
+    listeners = [ReadWhenReadyListener(listener)
+                 for listener in await trio.open_tcp_listeners(port, host=host)]
     bound_host, bound_port = listeners[0].socket.getsockname()[:2]
     address = ServerAddress(bound_host, bound_port, options.path)
     server = _Server(engine, options, hub)
     async with trio.open_nursery() as connections:
         websocket_server = WebSocketServer(
-            server.handle, listeners, handler_nursery=connections,
+            # Typed as socket listeners, but any trio Listener serves (trio.serve_listeners).
+            server.handle, cast("list[trio.SocketListener]", listeners),
+            handler_nursery=connections,
             message_queue_size=options.message_queue_size,
             max_message_size=options.max_message_size,
             connect_timeout=options.handshake_timeout,
