@@ -59,6 +59,7 @@ import attrs
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
+from bench import _ws_load as ws_load
 from bench._common import (
     MIN_ACCOUNTED_S,
     CpuSample,
@@ -455,21 +456,25 @@ class _Lines:
         return line.decode()
 
 
-async def child_worker(url: str, clients: int, per_client: int) -> None:
+def child_worker(url: str, clients: int, per_client: int) -> None:
     """The child's side of ``store_from_child``: connect, say ready, wait for go, store, report
-    (one JSON line: wall time, latencies, created, this process's CPU seconds)."""
+    (one JSON line: wall time, latencies, created, this process's CPU seconds). The clients
+    are ``bench._ws_load``'s lean ones: a load generator's CPU is CPU the server cannot use."""
     texts = make_texts(clients * per_client, SEED)
     tags = make_tags(len(texts), SEED)
-    async with connected(url, clients) as conns:
-        print("ready", flush=True)
-        await trio.to_thread.run_sync(sys.stdin.readline)
-        cpu = _process_cpu()
-        start = time.perf_counter()
-        latencies, created = await closed_loop_clients(conns, texts, tags)
-        wall = time.perf_counter() - start
-        cpu = _process_cpu() - cpu
-    print(json.dumps({"wall_s": wall, "cpu_s": cpu, "created": created,
-                      "latencies": latencies}), flush=True)
+    connections = ws_load.connect(url, clients, PROTOCOL_VERSION)
+    calls = [[("memory_store", _store_arguments(texts[i], tags[i]))
+              for i in range(c * per_client, (c + 1) * per_client)] for c in range(clients)]
+    print("ready", flush=True)
+    sys.stdin.readline()
+    cpu = _process_cpu()
+    result = ws_load.closed_loop(connections, calls)
+    cpu = _process_cpu() - cpu
+    for connection in connections:
+        connection.sock.close()
+    created = sum(bool(answer["structuredContent"]["created"]) for answer in result.answers)
+    print(json.dumps({"wall_s": result.wall_s, "cpu_s": cpu, "created": created,
+                      "latencies": result.latencies}), flush=True)
 
 
 def _check(created: int, expected: int, what: str) -> None:
@@ -1016,7 +1021,7 @@ def _share(value: float | None) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["--worker"]:  # the client child of store_from_child
-        trio.run(child_worker, argv[1], int(argv[2]), int(argv[3]))
+        child_worker(argv[1], int(argv[2]), int(argv[3]))
         return 0
     parser = run_parser(__doc__, quick="small smoke run", repeat="interleaved repetitions",
                         retries=1, quiet_share=QUIET_SHARE, busy_share=BUSY_SHARE)
