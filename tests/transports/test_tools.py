@@ -72,6 +72,20 @@ def test_validation_names_the_field() -> None:
     assert invalid("memory_stats", {"x": 1}).field == "x"
 
 
+def test_lone_surrogates_are_validated_like_any_text() -> None:
+    """JSON escapes can carry a lone surrogate in; the compiled validator cannot take one in a
+    key or an error message, and validation must still name the field, never raise."""
+    assert invalid("memory_store", {"content": "\udfff", "tags": ["\ud800", 3]}).field \
+        == "tags[1]"
+    assert invalid("memory_recall", {"query": "x", "k\udfff": 1}).field == "k\ufffd"
+    assert invalid("memory_get", {"id": "\udfff" * 65}).field == "id"  # maxLength counts it once
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("memory_recall", {"query": "a\udfff"}),
+        ("memory_store", {"content": "ok", "metadata": {"k\ud800": "v"}})]
+    for tool, arguments in cases:
+        bind(TOOLS_BY_NAME[tool], arguments)  # the engine decides about such text
+
+
 def test_times_must_be_text() -> None:
     assert invalid("memory_recall", {"query": "x", "after": 1700000000}).field == "after"
     assert invalid("memory_list", {"updated_before": None}).field == "updated_before"

@@ -16,6 +16,7 @@ The order of ``TOOLS`` is the order ``tools/list`` reports (deterministic, SEP-2
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, Final, Literal
 
@@ -268,11 +269,39 @@ def validate_arguments(tool: ToolSpec, arguments: Mapping[str, Any]) -> None:
     """Raise ``InvalidMemory(field, reason)`` if ``arguments`` break the tool's input schema.
     The first violation is named, in the schema's order of keywords."""
     validator = _VALIDATORS[tool.name]
-    if validator.is_valid(arguments):  # the hot path: no error objects built
+    try:
+        if validator.is_valid(arguments):  # the hot path: no error objects built
+            return
+        error = next(iter(validator.iter_errors(arguments)))
+    except UnicodeEncodeError:
+        # A lone surrogate (JSON escapes can carry one in) cannot cross into Rust in a key or
+        # an error message. The schema only checks shapes, so a copy with each one replaced
+        # (one character for one) answers the same; whether the engine takes such text is
+        # the engine's decision (content and tags: no; a recall query: yes).
+        _validate_replaced(tool, _replace_surrogates(arguments))
         return
-    error = next(iter(validator.iter_errors(arguments)))
     field, reason = _describe(error, tool.input_schema)
     raise InvalidMemory(field, reason)
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, dict):
+        return {_replace_surrogates(k): _replace_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_replace_surrogates(v) for v in value]
+    return value
+
+
+def _validate_replaced(tool: ToolSpec, arguments: Mapping[str, Any]) -> None:
+    error = next(iter(_VALIDATORS[tool.name].iter_errors(arguments)), None)
+    if error is not None:
+        field, reason = _describe(error, tool.input_schema)
+        raise InvalidMemory(field, reason)
 
 
 def bind(tool: ToolSpec, arguments: Mapping[str, Any]) -> EngineCall:
