@@ -2,15 +2,16 @@
 
 Two figures (see design/performance.md, "WebSocket clients"):
 
-- store throughput: N clients (64, 8, 1), each its own trio-websocket connection to
+- store throughput: N clients (64, 8, 1), each its own WebSocket connection to
   ``serve_websocket`` on 127.0.0.1 (endpoint ``/mcp``, subprotocol ``mcp``, the 2025-11-25
   handshake), send ``tools/call memory_store`` in a closed loop (one request at a time) over
   their share of unique texts; against N in-process tasks awaiting ``engine.remember`` over the
   same texts. Target: 64 clients reach >= 60% of the in-process writes/s. The server runs in
   this process (a trio nursery); the clients run in a child process, as real MCP clients are
-  other processes: in this process they would do their JSON and WebSocket work on the
-  server's trio thread. The 64-client case also runs with its clients in this process, to show
-  what that costs.
+  other processes, and they are a lean load generator (``bench._ws_load``: one selectors
+  loop, hand-made RFC 6455 frames), so the 2 cores go to the server, not to client overhead.
+  The 64-client case also runs with trio-websocket clients in this process, where their JSON
+  and WebSocket work shares the server's trio thread, to show what that costs.
 - latency at the same offered load: one engine and server with 1 client, 8 clients and another
   1 client (the control) connected at once, and a seeded open-loop (Poisson) schedule of stores
   and recalls at a fixed total rate well under capacity. The schedule is cut into 0.5-second

@@ -10,8 +10,8 @@ Concurrency invariants of a session (one per connection):
   core refuses calls beyond ``ServerOptions.max_in_flight`` with ``overloaded``;
 - one message is sent at a time (``_sending``), and in the order it was produced: a reply goes
   straight to the transport from the task that made it when nothing is queued ahead of it and
-  no send is in progress (the common case; a hop through another task costs about a tenth of
-  a request's server time), else through a bounded channel to the writer task. A call's
+  no send is in progress (the common case: no channel round trip and task switch to the
+  writer per reply), else through a bounded channel to the writer task. A call's
   progress notifications are queued ahead of its answer, so they stay ahead. A client that
   stops reading blocks its own sends and then fills its queue, which slows its own session
   down (backpressure) and nobody else's;

@@ -3,8 +3,7 @@
 trio's ``SocketStream.receive_some`` tries ``recv`` first and waits for readiness only when
 that fails. An MCP client sends a request and waits for its answer, so after each message the
 server reads again and finds nothing: a ``recv`` that fails with ``EAGAIN``, an exception
-through trio's try-first helper, then the wait anyway, on every message. Measured with 64
-WebSocket clients this was about a tenth of the server's trio-thread time per request.
+through trio's try-first helper, then the wait anyway, on every message.
 
 ``ReadWhenReadyStream`` remembers whether its last read drained the socket (got less than it
 asked for); if so, the next read waits for readiness first. A read that filled its buffer may

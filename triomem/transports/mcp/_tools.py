@@ -69,9 +69,9 @@ class ToolSpec:
 
 @attrs.frozen
 class ToolResult:
-    """A ``CallToolResult`` whose ``structuredContent`` is already JSON text: a store's answer
-    is about 1 KB and a recall's 12 KB, and encoding it once instead of twice (as a value and
-    as the text copy's string) is a third of the cost of a reply."""
+    """A ``CallToolResult`` whose ``structuredContent`` is already JSON text, spliced into the
+    reply (``dumps_result``) rather than encoded a second time beside its text copy. A store's
+    answer is about 1 KB, a recall's about 12 KB."""
 
     members: Mapping[str, Any]  # every member but structuredContent
     structured: str  # structuredContent, encoded by ``dumps``
