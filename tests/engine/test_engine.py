@@ -36,6 +36,18 @@ async def test_remember_returns_the_existing_memory_for_duplicates(engine: Engin
     assert len(page.memories) == 2
 
 
+async def test_a_new_memory_is_answered_exactly_as_it_reads_back(engine: Engine) -> None:
+    """remember() builds its answer from what it wrote instead of reading the row back."""
+    made = await engine.remember(
+        "  café ☕ notes\nline two  ", tags=["b", "a", "ünï"], type="fact", space="work.x",
+        metadata={"n": 1, "f": 0.5, "nested": {"list": [1, "two", None, True]}, "e": ""},
+        idempotency_key="k-1")
+    assert made.created
+    assert made.memory == await engine.get(made.memory.id)
+    plain = await engine.remember("no tags, no metadata")
+    assert plain.memory == await engine.get(plain.memory.id)
+
+
 async def test_idempotency_key_makes_retries_safe(engine: Engine) -> None:
     a = await engine.remember("first text", idempotency_key="req-1")
     b = await engine.remember("retried with other text", idempotency_key="req-1")

@@ -17,7 +17,7 @@ from ._db import read_meta, rows, scalar
 from ._errors import DuplicateContent, EmbedderMismatch, NotFound
 from ._sql_read import MEMORY_COLUMNS, fetch_one
 from ._stamps import Hlc, UuidV7Source
-from ._values import Memory, Remembered
+from ._values import Memory, Remembered, utc_from_ms
 
 
 @attrs.define(eq=False)
@@ -163,7 +163,14 @@ class PutMemory:
              ctx.origin, self.idempotency_key, ctx.local_change(memory_id)),
         )
         _index(ctx, seq, self.content, self.tags, self.vector)
-        return Remembered(_memory_by_seq(conn, seq), created=True)
+        # Built from what was just bound, not read back: the table is STRICT, so a read
+        # returns exactly these values (tests/actors compare the two); the readback was about
+        # a fifth of the store's Python time per write (design/performance.md).
+        memory = Memory(id=memory_id, space=self.space, content=self.content, type=self.type,
+                        tags=self.tags, metadata=json.loads(self.metadata_json),
+                        created_at=utc_from_ms(now), updated_at=utc_from_ms(now),
+                        version=hlc, origin=ctx.origin, content_hash=self.content_hash)
+        return Remembered(memory, created=True)
 
 
 @attrs.frozen
