@@ -164,7 +164,7 @@ class PutMemory:
         )
         _index(ctx, seq, self.content, self.tags, self.vector)
         # Built from what was just bound, not read back: the table is STRICT, so a read
-        # returns exactly these values (tests/actors compare the two); the readback was about
+        # returns exactly these values (tests/engine compare the two); the readback was about
         # a fifth of the store's Python time per write (design/performance.md).
         memory = Memory(id=memory_id, space=self.space, content=self.content, type=self.type,
                         tags=self.tags, metadata=json.loads(self.metadata_json),
