@@ -9,10 +9,9 @@ import json
 import logging
 from typing import Any
 
-from trio_websocket import ConnectionClosed, WebSocketConnection
-
 from ..engine import HubService, TriomemError
 from ..remotes import wire
+from ._wsserver import ConnectionClosed, WebSocket
 
 logger = logging.getLogger("triomem.transports.hub")
 
@@ -55,7 +54,7 @@ _blank: dict[str, Any] = {  # a carrier so a search vector is checked by the sam
 }
 
 
-async def serve_hub(service: HubService, ws: WebSocketConnection) -> None:
+async def serve_hub(service: HubService, ws: WebSocket) -> None:
     """Answer requests on ``ws`` until the device leaves."""
     while True:
         try:

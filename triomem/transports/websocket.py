@@ -1,4 +1,4 @@
-"""MCP over WebSocket (trio-websocket): ``ws://HOST:PORT/mcp``.
+"""MCP over WebSocket: ``ws://HOST:PORT/mcp``.
 
 WebSocket is not an MCP spec transport; this follows the convention every WebSocket client
 uses (see design/mcp.md): the server selects subprotocol ``mcp`` (Node clients abort
@@ -12,8 +12,9 @@ Security, checked before the handshake is accepted:
   must come from an allowed origin, else HTTP 403: a web page must not be able to drive the
   server (cross-site WebSocket hijacking, DNS rebinding).
 
-Frames: binary frames close the connection with 1003; a message over ``max_message_size``
-closes it with 1009 (trio-websocket enforces this while reading).
+Frames (``_wsserver``: wsproto for the handshake and rare frames, a fast path for plain text
+frames): binary frames close the connection with 1003; a message over ``max_message_size``
+closes it with 1009; a protocol violation gets a close frame with its code (1002, 1007).
 
 Shutdown: when ``shutdown`` is set, or after ``idle_timeout`` seconds without a connection,
 the server stops accepting, lets each session answer its calls in flight for up to
@@ -28,21 +29,15 @@ import ipaddress
 import logging
 import urllib.parse
 from collections.abc import Sequence
-from typing import cast
 
 import attrs
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    WebSocketConnection,
-    WebSocketRequest,
-    WebSocketServer,
-)
 
 from ..engine import Engine, HubService
 from ..remotes.wire import SUBPROTOCOL as HUB_SUBPROTOCOL
 from ._driver import SessionOptions, serve_session
-from ._streams import ReadWhenReadyListener, ReadWhenReadyStream
+from ._streams import ReadWhenReadyListener
+from ._wsserver import ConnectionClosed, WebSocket, WebSocketRequest, serve
 from .hub import serve_hub
 
 logger = logging.getLogger("triomem.transports.websocket")
@@ -64,8 +59,8 @@ class WebSocketOptions:
 
     ``allowed_origins``: exact origins (``scheme://host[:port]``) allowed when a request has
     an ``Origin`` header; ``None`` allows loopback origins only (``http://localhost:3000``,
-    ``http://127.0.0.1``...); ``("*",)`` allows any. ``max_message_size`` is in characters of
-    a decoded text message. ``idle_timeout``: stop by itself after this many seconds without
+    ``http://127.0.0.1``...); ``("*",)`` allows any. ``max_message_size`` is in bytes of a
+    message's payload (UTF-8 for text). ``idle_timeout``: stop by itself after this many seconds without
     an open connection (None: never); only accepted connections count, so a client that
     fails the token check keeps no server alive.
     """
@@ -74,7 +69,6 @@ class WebSocketOptions:
     token: str | None = None
     allowed_origins: tuple[str, ...] | None = None
     max_message_size: int = attrs.field(default=4 * 1024 * 1024, validator=attrs.validators.gt(0))
-    message_queue_size: int = attrs.field(default=8, validator=attrs.validators.gt(0))
     max_connections: int = attrs.field(default=512, validator=attrs.validators.gt(0))
     handshake_timeout: float = attrs.field(default=10.0, validator=attrs.validators.gt(0))
     grace_period: float = attrs.field(default=10.0, validator=attrs.validators.ge(0))
@@ -152,39 +146,16 @@ def _token_ok(request: WebSocketRequest, query: str, token: str) -> bool:
 
 async def _refuse(request: WebSocketRequest, status: int, body: bytes,
                   headers: list[tuple[bytes, bytes]] | None = None) -> None:
-    """Answer the handshake with ``status``, then end the TCP connection.
-
-    trio-websocket (0.12) sends the response but leaves the connection open, its reader task
-    running, until the client hangs up: a refused client (a wrong token, a foreign Origin, a
-    full server) could keep a socket and a task for as long as it liked, uncounted by
-    ``max_connections`` and under no timeout. So: a FIN after the response (the client reads
-    all of it), a moment for the client to hang up, then close whatever it does.
-    """
-    await request.reject(status, extra_headers=headers or [], body=body)
-    # The stream is not public; without it the connection lingers as before (logged).
-    stream = getattr(getattr(request, "_connection", None), "_stream", None)
-    if isinstance(stream, ReadWhenReadyStream):
-        stream = stream.stream
-    if not isinstance(stream, trio.SocketStream):
-        logger.warning("cannot close a refused connection: trio-websocket changed")
-        return
-    try:
-        await stream.send_eof()
-        with trio.move_on_after(REFUSED_LINGER):
-            # trio-websocket closes the socket when the peer hangs up; nothing signals it.
-            while stream.socket.fileno() != -1:  # noqa: ASYNC110
-                await trio.sleep(0.02)
-    except (trio.BrokenResourceError, trio.ClosedResourceError):
-        pass
-    finally:
-        await stream.aclose()
+    """Answer the handshake with ``status``; the connection ends after a moment for the
+    client to read the answer and hang up (``REFUSED_LINGER``)."""
+    await request.reject(status, extra_headers=headers or [], body=body, linger=REFUSED_LINGER)
 
 
 @attrs.define(eq=False)
 class _WebSocketTransport:
     """A ``MessageTransport`` over one accepted WebSocket."""
 
-    ws: WebSocketConnection
+    ws: WebSocket
 
     async def receive(self) -> str | bytes:
         try:
@@ -323,20 +294,15 @@ async def serve_websocket(
     address = ServerAddress(bound_host, bound_port, options.path)
     server = _Server(engine, options, hub)
     async with trio.open_nursery() as connections:
-        websocket_server = WebSocketServer(
-            # Typed as socket listeners, but any trio Listener serves (trio.serve_listeners).
-            server.handle, cast("list[trio.SocketListener]", listeners),
-            handler_nursery=connections,
-            message_queue_size=options.message_queue_size,
-            max_message_size=options.max_message_size,
-            connect_timeout=options.handshake_timeout,
-            disconnect_timeout=options.handshake_timeout)
         accepting = trio.CancelScope()
 
-        async def accept(task_status: trio.TaskStatus[WebSocketServer]) -> None:
+        async def accept(task_status: trio.TaskStatus[object]) -> None:
             # trio.serve_listeners closes the listeners when this scope is cancelled.
             with accepting:
-                await websocket_server.run(task_status=task_status)
+                await serve(server.handle, listeners, handler_nursery=connections,
+                            max_message_size=options.max_message_size,
+                            handshake_timeout=options.handshake_timeout,
+                            task_status=task_status)
 
         await connections.start(accept)
         logger.info("serving MCP on %s", address.url)
