@@ -82,8 +82,9 @@ class WebSocketRequest:
         await self._conn.send_raw(data)
         # A FIN after the response, so the client reads all of it; a moment for it to hang
         # up; then the caller closes whatever it does.
-        await stream.send_eof()
-        with trio.move_on_after(linger):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
+                trio.move_on_after(linger):
+            await stream.send_eof()
             while await stream.receive_some(_READ):
                 pass
 
@@ -178,7 +179,7 @@ class WebSocket:
                 return None
             (size,), offset = struct.unpack_from("!Q", buffer, 2), 10
         if size > self.max_message_size:
-            self._go_slow()  # wsproto's own limit handling closes with 1009
+            self._go_slow()  # the slow path counts what arrives and closes with 1009
             return None
         end = offset + 4 + size
         if len(buffer) < end:
@@ -210,7 +211,7 @@ class WebSocket:
                 self._parts_size += len(part.encode() if isinstance(part, str) else part)
                 if self._parts_size > self.max_message_size:
                     await self.aclose(CLOSE_TOO_BIG, "message too big")
-                    continue
+                    return None
                 if event.message_finished:
                     parts, self._parts, self._parts_size = self._parts, [], 0
                     if isinstance(parts[0], str):
