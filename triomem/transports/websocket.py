@@ -60,9 +60,9 @@ class WebSocketOptions:
     ``allowed_origins``: exact origins (``scheme://host[:port]``) allowed when a request has
     an ``Origin`` header; ``None`` allows loopback origins only (``http://localhost:3000``,
     ``http://127.0.0.1``...); ``("*",)`` allows any. ``max_message_size`` is in bytes of a
-    message's payload (UTF-8 for text). ``idle_timeout``: stop by itself after this many seconds without
-    an open connection (None: never); only accepted connections count, so a client that
-    fails the token check keeps no server alive.
+    message's payload (UTF-8 for text). ``idle_timeout``: stop by itself after this many
+    seconds without an open connection (None: never); only accepted connections count, so a
+    client that fails the token check keeps no server alive.
     """
 
     path: str = "/mcp"
