@@ -21,7 +21,6 @@ import json
 import os
 import selectors
 import socket
-import struct
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
@@ -29,10 +28,9 @@ from typing import Any
 
 import attrs
 
+from triomem.transports import _wsframes as frames
+
 _ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
-_TEXT = 0x1
-_FIN = 0x80
-_MASKED = 0x80
 ANSWER_TIMEOUT_S = 60.0  # a closed loop with no answer for this long is a hung server
 
 
@@ -43,35 +41,18 @@ class LoadError(RuntimeError):
 def text_frame(text: str) -> bytes:
     """One masked, unfragmented text frame (client to server)."""
     data = text.encode()
-    size = len(data)
-    if size < 126:
-        head = struct.pack("!BB", _FIN | _TEXT, _MASKED | size)
-    elif size < 1 << 16:
-        head = struct.pack("!BBH", _FIN | _TEXT, _MASKED | 126, size)
-    else:
-        head = struct.pack("!BBQ", _FIN | _TEXT, _MASKED | 127, size)
     key = os.urandom(4)
-    mask = int.from_bytes((key * (size // 4 + 1))[:size], "big")
-    masked = (int.from_bytes(data, "big") ^ mask).to_bytes(size, "big")
-    return head + key + masked
+    return (frames.header(frames.FIN | frames.TEXT, len(data), masked=True) + key
+            + frames.mask(data, key))
 
 
 def take_frames(buffer: bytearray) -> list[bytes]:
     """Remove the complete server frames at the front of ``buffer``; their payloads."""
     out: list[bytes] = []
-    while len(buffer) >= 2:
-        first, second = buffer[0], buffer[1]
-        if first != _FIN | _TEXT or second & _MASKED:
+    while (head := frames.parse_header(buffer)) is not None:
+        second, size, offset = head
+        if buffer[0] != frames.FIN | frames.TEXT or second & frames.MASKED:
             raise LoadError(f"expected an unmasked final text frame, got {bytes(buffer[:2])!r}")
-        size, offset = second & 0x7F, 2
-        if size == 126:
-            if len(buffer) < 4:
-                break
-            (size,), offset = struct.unpack_from("!H", buffer, 2), 4
-        elif size == 127:
-            if len(buffer) < 10:
-                break
-            (size,), offset = struct.unpack_from("!Q", buffer, 2), 10
         if len(buffer) < offset + size:
             break
         out.append(bytes(buffer[offset:offset + size]))

@@ -18,7 +18,6 @@ frames a client sends right behind its request stay in this module's buffer.
 from __future__ import annotations
 
 import contextlib
-import struct
 from collections.abc import Awaitable, Callable, Sequence
 
 import attrs
@@ -37,15 +36,14 @@ from wsproto.events import (
 )
 from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 
+from . import _wsframes as frames
 from ._streams import ReadWhenReadyStream
 
 CLOSE_NORMAL = 1000
-CLOSE_PROTOCOL_ERROR = 1002
-CLOSE_INVALID_DATA = 1007
 CLOSE_TOO_BIG = 1009
 MAX_REQUEST_HEAD = 16 * 1024  # bytes of HTTP request head before the blank line
 _READ = 64 * 1024
-_FAST_FIRST_BYTE = 0x81  # FIN, no reserved bits, opcode 1 (text)
+_FAST_FIRST_BYTE = frames.FIN | frames.TEXT  # no reserved bits
 
 
 class ConnectionClosed(Exception):
@@ -67,7 +65,6 @@ class WebSocketRequest:
 
     async def accept(self, subprotocol: str | None = None) -> WebSocket:
         await self._conn.send_raw(self._conn.ws.send(AcceptConnection(subprotocol=subprotocol)))
-        self._conn.open = True
         return self._conn
 
     async def reject(self, status: int, *, extra_headers: Sequence[tuple[bytes, bytes]] = (),
@@ -82,11 +79,9 @@ class WebSocketRequest:
         await self._conn.send_raw(data)
         # A FIN after the response, so the client reads all of it; a moment for it to hang
         # up; then the caller closes whatever it does.
-        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
-                trio.move_on_after(linger):
+        with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await stream.send_eof()
-            while await stream.receive_some(_READ):
-                pass
+        await _until_peer_hangs_up(stream, linger)
 
 
 @attrs.define(eq=False)
@@ -96,7 +91,6 @@ class WebSocket:
     stream: ReadWhenReadyStream
     max_message_size: int
     ws: WSConnection = attrs.field(factory=lambda: WSConnection(ConnectionType.SERVER))
-    open: bool = False
     _buffer: bytearray = attrs.field(factory=bytearray)
     _slow: bool = False  # everything goes through wsproto from now on
     _parts: list[str | bytes] = attrs.field(factory=list)
@@ -164,20 +158,13 @@ class WebSocket:
         """The text message at the head of the buffer if it is a whole, plain masked text frame;
         None when more bytes are needed. Switches to wsproto for any other frame."""
         buffer = self._buffer
-        if len(buffer) < 2:
+        head = frames.parse_header(buffer)
+        if head is None:
             return None
-        if buffer[0] != _FAST_FIRST_BYTE or not buffer[1] & 0x80:
+        second, size, offset = head
+        if buffer[0] != _FAST_FIRST_BYTE or not second & frames.MASKED:
             self._go_slow()
             return None
-        size, offset = buffer[1] & 0x7F, 2
-        if size == 126:
-            if len(buffer) < 4:
-                return None
-            (size,), offset = struct.unpack_from("!H", buffer, 2), 4
-        elif size == 127:
-            if len(buffer) < 10:
-                return None
-            (size,), offset = struct.unpack_from("!Q", buffer, 2), 10
         if size > self.max_message_size:
             self._go_slow()  # the slow path counts what arrives and closes with 1009
             return None
@@ -187,8 +174,7 @@ class WebSocket:
         key = bytes(buffer[offset:offset + 4])
         payload = bytes(buffer[offset + 4:end])
         if key != b"\0\0\0\0":
-            mask = int.from_bytes((key * (size // 4 + 1))[:size], "big")
-            payload = (int.from_bytes(payload, "big") ^ mask).to_bytes(size, "big")
+            payload = frames.mask(payload, key)
         try:
             text = payload.decode("utf-8")
         except UnicodeDecodeError:
@@ -233,15 +219,8 @@ class WebSocket:
         if self._closed is not None:
             raise self._closed
         data = message.encode("utf-8") if isinstance(message, str) else message
-        size = len(data)
-        first = 0x81 if isinstance(message, str) else 0x82
-        if size < 126:
-            head = struct.pack("!BB", first, size)
-        elif size < 1 << 16:
-            head = struct.pack("!BBH", first, 126, size)
-        else:
-            head = struct.pack("!BBQ", first, 127, size)
-        await self.send_raw(head + data)
+        opcode = frames.TEXT if isinstance(message, str) else frames.BINARY
+        await self.send_raw(frames.header(frames.FIN | opcode, len(data)) + data)
 
     async def send_raw(self, data: bytes) -> None:
         """Send bytes as they are, one sender at a time (frames never interleave)."""
@@ -262,17 +241,22 @@ class WebSocket:
     async def aclose(self, code: int = CLOSE_NORMAL, reason: str | None = None,
                      *, linger: float = 1.0) -> None:
         """Send a close frame, wait up to ``linger`` seconds for the peer's, close the stream."""
-        if self._closed is None and self.open and self.ws.state is ConnectionState.OPEN:
+        # wsproto's state is OPEN only between an accepted handshake and a close frame.
+        if self._closed is None and self.ws.state is ConnectionState.OPEN:
             self._closed = ConnectionClosed(code, reason)
-            try:
+            with contextlib.suppress(ConnectionClosed):
                 await self.send_raw(self.ws.send(CloseConnection(code=code, reason=reason)))
-                with trio.move_on_after(linger):
-                    while await self.stream.receive_some(_READ):
-                        pass
-            except (ConnectionClosed, trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
+                await _until_peer_hangs_up(self.stream, linger)
         self._closed = self._closed or ConnectionClosed(code, reason)
         await self.stream.aclose()
+
+
+async def _until_peer_hangs_up(stream: ReadWhenReadyStream, seconds: float) -> None:
+    """Read and drop what the peer still sends until it hangs up, for at most ``seconds``."""
+    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError), \
+            trio.move_on_after(seconds):
+        while await stream.receive_some(_READ):
+            pass
 
 
 async def serve(handler: Callable[[WebSocketRequest], Awaitable[None]],
