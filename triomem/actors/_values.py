@@ -99,15 +99,12 @@ _TAG_CONTROL = re.compile("[\x00\n\r\t]")
 
 def validate_tags(tags: object, limits: Limits, field: str = "tags") -> tuple[str, ...]:
     """Tags: a list of non-empty strings, stripped, duplicates removed, order kept."""
-    items: Iterable[object]
-    if isinstance(tags, list | tuple):  # the common case, without the slower ABC check
-        items = tags
-    elif isinstance(tags, str) or not isinstance(tags, Iterable):
+    # list and tuple first: the common case, without the slower ABC check
+    if not isinstance(tags, list | tuple) and (isinstance(tags, str)
+                                               or not isinstance(tags, Iterable)):
         raise InvalidMemory(field, "expected a list of strings")
-    else:
-        items = tags
     seen: dict[str, None] = {}
-    for i, tag in enumerate(items):
+    for i, tag in enumerate(tags):
         if not isinstance(tag, str):
             raise InvalidMemory(f"{field}[{i}]", f"expected a string, got {type(tag).__name__}")
         tag = tag.strip()

@@ -278,8 +278,10 @@ def validate_arguments(tool: ToolSpec, arguments: Mapping[str, Any]) -> None:
         # an error message. The schema only checks shapes, so a copy with each one replaced
         # (one character for one) answers the same; whether the engine takes such text is
         # the engine's decision (content and tags: no; a recall query: yes).
-        _validate_replaced(tool, _replace_surrogates(arguments))
-        return
+        replaced = next(iter(validator.iter_errors(_replace_surrogates(arguments))), None)
+        if replaced is None:
+            return
+        error = replaced
     field, reason = _describe(error, tool.input_schema)
     raise InvalidMemory(field, reason)
 
@@ -295,13 +297,6 @@ def _replace_surrogates(value: Any) -> Any:
     if isinstance(value, list):
         return [_replace_surrogates(v) for v in value]
     return value
-
-
-def _validate_replaced(tool: ToolSpec, arguments: Mapping[str, Any]) -> None:
-    error = next(iter(_VALIDATORS[tool.name].iter_errors(arguments)), None)
-    if error is not None:
-        field, reason = _describe(error, tool.input_schema)
-        raise InvalidMemory(field, reason)
 
 
 def bind(tool: ToolSpec, arguments: Mapping[str, Any]) -> EngineCall:
