@@ -25,7 +25,13 @@ from triomem.actors._sql_read import (
     VectorChanges,
     bind_embedder,
 )
-from triomem.actors._sql_write import ForgetMemory, PutMemory, UpdateMemory, WriteContext
+from triomem.actors._sql_write import (
+    ApplyVersion,
+    ForgetMemory,
+    PutMemory,
+    UpdateMemory,
+    WriteContext,
+)
 from triomem.actors._stamps import UuidV7Source
 from triomem.actors._store import _apply_batch
 from triomem.actors._values import content_hash
@@ -144,6 +150,38 @@ def test_a_write_failing_halfway_leaves_nothing_of_itself(tmp_path: Path) -> Non
     assert conn.execute("SELECT count(*) FROM sync_outbox").fetchall()[0][0] == 2
     assert first.memory.content == "alpha"  # type: ignore[attr-defined]
     assert second.memory.content == "beta"  # type: ignore[attr-defined]
+
+
+def _version(memory_id: str, content: str, tags: tuple[str, ...]) -> ApplyVersion:
+    vector = EMBEDDER.embed([content])[0].astype("<f4").tobytes()
+    return ApplyVersion(id=memory_id, space="default", content=content,
+                        content_hash=content_hash(content), type="note", tags=tags,
+                        metadata_json="{}", created_at=1, updated_at=1, deleted_at=None,
+                        hlc=1 << 16, origin="elsewhere", vector=vector)
+
+
+def test_index_rows_queued_in_a_batch_meet_later_writes_in_the_same_batch(tmp_path: Path
+                                                                          ) -> None:
+    # Index rows are written together at the end of a batch; a later write in the same batch
+    # that retags or forgets the memory must still find and remove them.
+    conn = _open(tmp_path / "m.db")
+    ids = UuidV7Source()
+    kept, forgotten = ids.next(1), ids.next(2)
+    results = _apply(conn, _version(kept, "alpha apple", ("old-tag",)),
+                     UpdateMemory(kept, tags=("new-tag",)),
+                     _version(forgotten, "beta banana", ("gone-tag",)),
+                     ForgetMemory(forgotten))
+    assert results == ["applied", results[1], "applied", True]
+    seq = scalar(conn, "SELECT seq FROM memories WHERE id = ?", (kept,))
+    assert conn.execute("SELECT tag, seq FROM memory_tags").fetchall() == [("new-tag", seq)]
+    fts = "SELECT rowid FROM memory_fts WHERE memory_fts MATCH ?"
+    assert conn.execute(fts, ("banana",)).fetchall() == []
+    assert conn.execute(fts, ("old",)).fetchall() == []
+    assert conn.execute(fts, ("new",)).fetchall() == [(seq,)]
+    vec_table = scalar(conn, "SELECT value FROM meta WHERE key = 'vec_table'")
+    assert conn.execute(f"SELECT rowid FROM {vec_table}").fetchall() == [(seq,)]
+    assert sorted(r[0] for r in conn.execute("SELECT memory_id FROM sync_outbox")) == \
+        sorted([kept, forgotten])
 
 
 def test_duplicates_and_idempotency_keys_return_the_existing_memory(tmp_path: Path) -> None:

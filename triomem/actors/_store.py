@@ -212,16 +212,24 @@ def _apply(conn: apsw.Connection, requests: list[AnyWrite], *, embedder: str,
                 conn.execute("SAVEPOINT w")
             try:
                 value = request.apply(ctx)
+                if savepoints:
+                    ctx.flush()
             except (TriomemError, *_INPUT_ERRORS) as exc:
                 if not savepoints:
                     raise _WriteFailed from exc
+                ctx.discard()
                 conn.execute("ROLLBACK TO w")
                 results.append(outcome.Error(_as_typed(exc)))
             else:
                 results.append(outcome.Value(value))
             if savepoints:
                 conn.execute("RELEASE w")
-        ctx.save()
+        try:
+            ctx.save()
+        except (TriomemError, *_INPUT_ERRORS) as exc:
+            if savepoints:
+                raise
+            raise _WriteFailed from exc
     return results
 
 
