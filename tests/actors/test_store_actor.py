@@ -86,6 +86,54 @@ async def test_concurrent_writes_share_commits(db_path: Path, config: EngineConf
     assert stats.largest_batch > 1
 
 
+async def test_writes_sent_a_few_scheduling_rounds_apart_share_one_commit(
+        db_path: Path, config: EngineConfig, autojump_clock: trio.abc.Clock) -> None:
+    # The store lets every task that is ready to run go first: a writer that sends after a
+    # few scheduling rounds (as writers just answered by a commit do) joins the same commit.
+    async def late_writer(rounds: int) -> None:
+        for _ in range(rounds):
+            await trio.lowlevel.checkpoint()
+        await engine.remember(f"sent after {rounds} rounds")
+
+    async with open_engine(db_path, config) as engine:
+        before = (await engine.statistics()).store.batches
+        async with trio.open_nursery() as nursery:
+            for rounds in range(6):
+                nursery.start_soon(late_writer, rounds)
+        stats = (await engine.statistics()).store
+    assert stats.batches - before == 1
+    assert stats.writes_committed == 6
+
+
+async def test_a_sleeping_writer_does_not_hold_back_a_commit(
+        db_path: Path, config: EngineConfig, autojump_clock: trio.abc.Clock) -> None:
+    async with open_engine(db_path, config) as engine, trio.open_nursery() as nursery:
+        nursery.start_soon(trio.sleep, 1.0)  # a task that will not write any time soon
+        start = trio.current_time()
+        await engine.remember("committed at once")
+        assert trio.current_time() == start  # not after any delay: every task was waiting
+
+
+async def test_a_busy_task_delays_a_commit_by_at_most_the_commit_delay(db_path: Path) -> None:
+    # Real clock: a task that never stops running must not starve the store; its commits wait
+    # at most commit_delay (0.002 s here) for the event loop to go quiet.
+    config = EngineConfig(embedder=HashEmbedder(), executor="inline")
+    spinning = True
+
+    async def spin() -> None:
+        with trio.move_on_after(10):
+            while spinning:
+                await trio.lowlevel.checkpoint()
+
+    async with open_engine(db_path, config) as engine, trio.open_nursery() as nursery:
+        nursery.start_soon(spin)
+        for i in range(3):
+            await engine.remember(f"written beside a busy task {i}")
+        assert nursery.child_tasks  # the busy task was still running throughout
+        spinning = False
+    assert _count(db_path) == 3
+
+
 async def test_write_waits_for_another_process_then_commits(
         db_path: Path, config: EngineConfig, locker: Locker, autojump_clock: trio.abc.Clock
 ) -> None:

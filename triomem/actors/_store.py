@@ -29,6 +29,7 @@ import apsw
 import attrs
 import outcome
 import trio
+import trio.testing
 
 from ._backup import BackupJob, BackupRequest
 from ._call import Call, Mailbox
@@ -101,6 +102,8 @@ class StoreConfig:
     retry: RetryPolicy = RetryPolicy()
     mailbox_size: int = attrs.field(default=1024, validator=attrs.validators.gt(0))
     max_batch: int = attrs.field(default=256, validator=attrs.validators.gt(0))
+    # Seconds a commit may wait for the tasks ready to run to send their writes (``_gather``)
+    commit_delay: float = attrs.field(default=0.002, validator=attrs.validators.ge(0))
     idle_checkpoint_after: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     seed: int | None = None  # jitter RNG seed, for reproducible tests
 
@@ -362,6 +365,9 @@ class StoreActor:
                         break
                     except trio.EndOfChannel:
                         closed = True
+                if self._pending and not (closed or reads) and \
+                        trio.current_time() >= next_attempt:
+                    closed = await self._gather(receive, reads)
             if reads or self._pending:
                 idle_since, checkpointed = trio.current_time(), False
             for call in reads:
@@ -377,6 +383,29 @@ class StoreActor:
                 await self._advance_job()
             if closed and self._pending and next_attempt > trio.current_time():
                 await trio.sleep_until(next_attempt)
+
+    async def _gather(self, receive: trio.MemoryReceiveChannel[Call[StoreRequest]],
+                      reads: list[Call[AnyRead]]) -> bool:
+        """Let every task that is ready to run go first (for at most ``commit_delay``), so the
+        writes they are about to send share this commit; True if the mailbox closed.
+
+        "Every task has run until it waits" is when the event loop has queued all it can:
+        writers just answered by the last commit have sent their next writes, and an inline
+        embedding has finished. Measured with 64 writers and a fast embedder: one commit of 64
+        while the trio thread rests is 16% faster than two commits of 32, each beside the
+        other half's embedding (both threads want the GIL; design/performance.md). A lone
+        writer's commit waits one scheduling round; a slow model's batches, embedded on
+        worker threads, are not waited for.
+        """
+        with trio.move_on_after(self.config.commit_delay):
+            await trio.testing.wait_all_tasks_blocked()
+        while True:
+            try:
+                self._take(receive.receive_nowait(), reads)
+            except trio.WouldBlock:
+                return False
+            except trio.EndOfChannel:
+                return True
 
     def _take(self, call: Call[StoreRequest], reads: list[Call[AnyRead]]) -> None:
         if isinstance(call.request, AnyWrite):

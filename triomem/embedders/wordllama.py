@@ -32,7 +32,7 @@ CHUNK_CACHE_CHARS = 32
 # "▁" and the characters up to the next one), each tokenized alone with its first "▁" left to
 # the tokenizer's own prepend. Tested against whole-text tokenization, fuzzed.
 _SPACE = "\u2581"
-_CHUNK = re.compile(f"{_SPACE}+[^{_SPACE}]*")
+_CHUNK = re.compile(f"{_SPACE}({_SPACE}*[^{_SPACE}]*)")  # a chunk, less the first "▁"
 
 
 @attrs.define(eq=False)
@@ -99,35 +99,43 @@ class WordLlamaEmbedder:
         16 µs for 100 new characters. Chunks (about a word each) repeat across texts: with
         the cache a new text costs about 5 µs (design/embedders.md).
         """
-        known: dict[str, list[int]] = {}
-        missing: dict[str, None] = {}
+        cached = self._chunks.get
         chunked: list[list[str] | None] = []
+        found: list[list[list[int] | None]] = []
+        missing: dict[str, None] = {}
         for text in texts:
             if not text or ("<" in text and any(s in text for s in self._special)):
                 chunked.append(None)  # tokenized whole: an added token splits differently
+                found.append([])
                 continue
-            chunks = [c[1:] for c in _CHUNK.findall(_SPACE + text.replace(" ", _SPACE))]
+            chunks = _CHUNK.findall(_SPACE + text.replace(" ", _SPACE))
+            hits = list(map(cached, chunks))
+            if None in hits:
+                missing.update((c, None) for c, hit in zip(chunks, hits, strict=True)
+                               if hit is None)
             chunked.append(chunks)
-            for chunk in chunks:
-                if chunk not in known:
-                    hit = self._chunks.get(chunk)
-                    if hit is None:
-                        missing[chunk] = None
-                    else:
-                        known[chunk] = hit
-        fresh = dict(zip(missing, self._encode(list(missing)), strict=True))
-        if "" in fresh:
-            fresh[""] = [self._space_id]  # a lone trailing "▁": the tokenizer prepends nothing
-        known.update(fresh)
-        kept = {c: ids for c, ids in fresh.items() if len(c) <= CHUNK_CACHE_CHARS}
-        if len(self._chunks) + len(kept) > CHUNK_CACHE_SIZE:
-            self._chunks.clear()  # bounded; the working set refills it within a few batches
-            kept = dict(itertools.islice(kept.items(), CHUNK_CACHE_SIZE))
-        self._chunks.update(kept)
+            found.append(hits)
+        fresh: dict[str, list[int]] = {}
+        if missing:
+            fresh = dict(zip(missing, self._encode(list(missing)), strict=True))
+            if "" in fresh:
+                fresh[""] = [self._space_id]  # a lone trailing "▁": no prepend to an empty text
+            kept = {c: ids for c, ids in fresh.items() if len(c) <= CHUNK_CACHE_CHARS}
+            if len(self._chunks) + len(kept) > CHUNK_CACHE_SIZE:
+                self._chunks.clear()  # bounded; the working set refills it within a few batches
+                kept = dict(itertools.islice(kept.items(), CHUNK_CACHE_SIZE))
+            self._chunks.update(kept)
         whole = iter(self._encode([t for t, c in zip(texts, chunked, strict=True) if c is None]))
-        return [next(whole) if chunks is None
-                else list(itertools.chain.from_iterable(known[c] for c in chunks))
-                for chunks in chunked]
+        out: list[list[int]] = []
+        for parts, hits in zip(chunked, found, strict=True):
+            if parts is None:
+                out.append(next(whole))
+            elif None in hits:
+                out.append([i for c, hit in zip(parts, hits, strict=True)
+                            for i in (fresh[c] if hit is None else hit)])
+            else:
+                out.append(list(itertools.chain.from_iterable(hits)))  # type: ignore[arg-type]
+        return out
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:

@@ -30,6 +30,8 @@ class EngineConfig:
     retry: RetryPolicy = RetryPolicy()
     limits: Limits = Limits()
     max_batch: int = attrs.field(default=256, validator=attrs.validators.gt(0))
+    # How long a commit may wait for ready tasks to send their writes (0: never wait)
+    commit_delay: float = attrs.field(default=0.002, validator=attrs.validators.ge(0))
     mailbox_size: int = attrs.field(default=1024, validator=attrs.validators.gt(0))
     idle_checkpoint_after: float = attrs.field(default=1.0, validator=attrs.validators.gt(0))
     wal_autocheckpoint_pages: int = attrs.field(default=1000, validator=attrs.validators.ge(0))
@@ -65,5 +67,6 @@ class EngineConfig:
                 journal_size_limit_bytes=self.journal_size_limit_bytes,
             ),
             retry=self.retry, mailbox_size=self.mailbox_size, max_batch=self.max_batch,
+            commit_delay=self.commit_delay,
             idle_checkpoint_after=self.idle_checkpoint_after, seed=self.seed,
         )
