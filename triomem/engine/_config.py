@@ -41,8 +41,9 @@ class EngineConfig:
     # Two single-threaded workers: measured faster than one BLAS-threaded worker on 2 cores,
     # and they degrade gracefully when another process is busy (design/embedders.md).
     embed_workers: int = attrs.field(default=2, validator=attrs.validators.gt(0))
-    # Half of a 64-writer burst: the two workers each take half, and the store commits one
-    # half while the other is embedded (design/performance.md).
+    # A slow model's queue is split over the workers anyway; for a fast one, 64 writers make
+    # two inline batches that the store commits together (64 was about 1% faster, within
+    # the noise: design/performance.md).
     embed_max_batch: int = attrs.field(default=32, validator=attrs.validators.gt(0))
     recall: RecallConfig = RecallConfig()
     # More recall legs beside the vector index and FTS5 (tests inject slow fakes).
