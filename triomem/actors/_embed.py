@@ -56,7 +56,8 @@ Forward = Callable[[Call[Any]], Awaitable[None]]
 
 
 def vector_bytes(vector: npt.NDArray[np.float32]) -> bytes:
-    """The storage form of one vector: little-endian float32."""
+    """The storage form of a vector (or of a matrix's rows, one after another): little-endian
+    float32."""
     return np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
@@ -223,11 +224,14 @@ class EmbedActor:
             raise EmbedderUnavailable(
                 f"{self.embedder.model_id} returned malformed vectors {vectors.shape}")
         writes: list[PutMemory | UpdateMemory | None] = []
+        stored = vector_bytes(vectors)  # one conversion for the batch, then a slice per write
+        size = 4 * self.embedder.dim
         offset = 0
         for call in batch:
             request = call.request
             if isinstance(request, EmbedAndStore):
-                writes.append(attrs.evolve(request.write, vector=vector_bytes(vectors[offset])))
+                vector = stored[offset * size:(offset + 1) * size]
+                writes.append(request.write.with_vector(vector))
                 offset += 1
             else:
                 writes.append(None)

@@ -33,6 +33,13 @@ CHUNK_CACHE_CHARS = 32
 # the tokenizer's own prepend. Tested against whole-text tokenization, fuzzed.
 _SPACE = "\u2581"
 _CHUNK = re.compile(f"{_SPACE}({_SPACE}*[^{_SPACE}]*)")  # a chunk, less the first "▁"
+# Digits are single tokens that no merge touches, so a chunk is cut at each ASCII digit too:
+# its head (up to the first digit) is looked up like a chunk, each digit is its own token, and
+# each stretch after a digit is looked up under the key "0" + stretch, tokenized as that
+# string less its first two tokens ("▁" and "0"). Numbers, dates and ticket ids then share
+# cache entries instead of each making a new one.
+_DIGIT = re.compile("[0-9]")
+_DIGIT_SPLIT = re.compile("([0-9])")
 
 
 @attrs.define(eq=False)
@@ -42,6 +49,7 @@ class WordLlamaEmbedder:
     _table: npt.NDArray[np.float32]  # one 256-d vector per token id
     _special: tuple[str, ...]  # added tokens the tokenizer cuts out of any text ("<s>", ...)
     _space_id: int  # the token of a lone "▁"
+    _digit_ids: dict[str, list[int]]  # "0".."9" -> [its token]
     # chunk -> its token ids. Shared by worker threads: single dict operations only, and a
     # lookup never relies on an entry another thread may clear.
     _chunks: dict[str, list[int]] = attrs.field(factory=dict)
@@ -69,8 +77,13 @@ class WordLlamaEmbedder:
         special = tuple(t.content for t in tokenizer.get_added_tokens_decoder().values())
         space_id = tokenizer.token_to_id(_SPACE)
         assert space_id is not None, "the tokenizer has no token for a lone space"
+        digit_ids: dict[str, list[int]] = {}
+        for digit in "0123456789":
+            token = tokenizer.token_to_id(digit)
+            assert token is not None, f"the tokenizer has no token for {digit!r}"
+            digit_ids[digit] = [token]
         return cls(model, tokenizer, np.asarray(model.embedding, dtype=np.float32), special,
-                   space_id)
+                   space_id, digit_ids)
 
     def embed(self, texts: Sequence[str]) -> Vectors:
         """wordllama's own embedding (the mean of the texts' token vectors), computed leaner.
@@ -100,45 +113,55 @@ class WordLlamaEmbedder:
         the cache a new text costs about 5 µs (design/embedders.md).
         """
         cached = self._chunks.get
-        chunked: list[list[str] | None] = []
+        keyed: list[list[str] | None] = []
         found: list[list[list[int] | None]] = []
         missing: dict[str, None] = {}
         for text in texts:
             if not text or ("<" in text and any(s in text for s in self._special)):
-                chunked.append(None)  # tokenized whole: an added token splits differently
+                keyed.append(None)  # tokenized whole: an added token splits differently
                 found.append([])
                 continue
-            if _SPACE in text or "  " in text or text[0] == " " or text[-1] == " ":
-                chunks = _CHUNK.findall(_SPACE + text.replace(" ", _SPACE))
-            else:
-                chunks = text.split(" ")  # the same chunks, four times faster
-            hits = list(map(cached, chunks))
+            keys = _keys(text)
+            hits = list(map(cached, keys))
             if None in hits:
-                missing.update((c, None) for c, hit in zip(chunks, hits, strict=True)
+                missing.update((k, None) for k, hit in zip(keys, hits, strict=True)
                                if hit is None)
-            chunked.append(chunks)
+            keyed.append(keys)
             found.append(hits)
-        fresh: dict[str, list[int]] = {}
-        if missing:
-            fresh = dict(zip(missing, self._encode(list(missing)), strict=True))
-            if "" in fresh:
-                fresh[""] = [self._space_id]  # a lone trailing "▁": no prepend to an empty text
-            kept = {c: ids for c, ids in fresh.items() if len(c) <= CHUNK_CACHE_CHARS}
-            if len(self._chunks) + len(kept) > CHUNK_CACHE_SIZE:
-                self._chunks.clear()  # bounded; the working set refills it within a few batches
-                kept = dict(itertools.islice(kept.items(), CHUNK_CACHE_SIZE))
-            self._chunks.update(kept)
-        whole = iter(self._encode([t for t, c in zip(texts, chunked, strict=True) if c is None]))
+        fresh = self._fresh(list(missing)) if missing else {}
+        whole = iter(self._encode([t for t, k in zip(texts, keyed, strict=True) if k is None]))
         out: list[list[int]] = []
-        for parts, hits in zip(chunked, found, strict=True):
-            if parts is None:
+        for text_keys, hits in zip(keyed, found, strict=True):
+            if text_keys is None:
                 out.append(next(whole))
             elif None in hits:
-                out.append([i for c, hit in zip(parts, hits, strict=True)
-                            for i in (fresh[c] if hit is None else hit)])
+                out.append([i for k, hit in zip(text_keys, hits, strict=True)
+                            for i in (fresh[k] if hit is None else hit)])
             else:
                 out.append(list(itertools.chain.from_iterable(hits)))  # type: ignore[arg-type]
         return out
+
+    def _fresh(self, keys: list[str]) -> dict[str, list[int]]:
+        """Token ids for keys not in the cache, which keeps those of at most
+        CHUNK_CACHE_CHARS characters."""
+        fresh: dict[str, list[int]] = {}
+        encode: list[str] = []
+        for key in keys:
+            if key in self._digit_ids:
+                fresh[key] = self._digit_ids[key]
+            elif not key:
+                fresh[key] = [self._space_id]  # a lone "▁": no prepend to an empty text
+            else:
+                encode.append(key)
+        for key, ids in zip(encode, self._encode(encode), strict=True):
+            # "0" + stretch: the tokenizer prepends "▁" and "0" stays a token of its own
+            fresh[key] = ids[2:] if key[0] == "0" else ids
+        kept = {k: ids for k, ids in fresh.items() if len(k) <= CHUNK_CACHE_CHARS}
+        if len(self._chunks) + len(kept) > CHUNK_CACHE_SIZE:
+            self._chunks.clear()  # bounded; the working set refills it within a few batches
+            kept = dict(itertools.islice(kept.items(), CHUNK_CACHE_SIZE))
+        self._chunks.update(kept)
+        return fresh
 
     def _encode(self, texts: list[str]) -> list[list[int]]:
         if not texts:
@@ -163,3 +186,36 @@ class WordLlamaEmbedder:
             start = end
         sums /= np.maximum(lengths, 1)[:, None].astype(np.float32)
         return sums
+
+
+
+def _keys(text: str) -> list[str]:
+    """The cache keys of a non-empty text, in order (see _CHUNK and _DIGIT)."""
+    if _SPACE in text or "  " in text or text[0] == " " or text[-1] == " ":
+        chunks = _CHUNK.findall(_SPACE + text.replace(" ", _SPACE))
+        return [k for chunk in chunks for k in _digit_keys(chunk)]
+    # Single spaces only: the chunks are the space-separated words (str.split is four times
+    # faster than the regex), and with digits, the text is cut at them once, not per chunk.
+    parts = _DIGIT_SPLIT.split(text)  # words, digit, stretch and words, digit, ...
+    keys = parts[0].split(" ")
+    for i in range(1, len(parts), 2):
+        keys.append(parts[i])
+        stretch, space, words = parts[i + 1].partition(" ")
+        if stretch:
+            keys.append("0" + stretch)
+        if space:
+            keys.extend(words.split(" "))
+    return keys
+
+
+def _digit_keys(chunk: str) -> list[str]:
+    """A chunk's cache keys: its head, then each digit and the "0"-prefixed stretch after it."""
+    if not _DIGIT.search(chunk):
+        return [chunk]
+    parts = _DIGIT_SPLIT.split(chunk)  # head, digit, stretch, digit, stretch, ...
+    keys = [parts[0]]
+    for i in range(1, len(parts), 2):
+        keys.append(parts[i])
+        if parts[i + 1]:
+            keys.append("0" + parts[i + 1])
+    return keys
