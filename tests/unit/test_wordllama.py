@@ -61,9 +61,13 @@ def test_token_ids_are_exactly_the_tokenizers(embedder: WordLlamaEmbedder,
 def test_the_chunk_cache_stays_bounded(embedder: WordLlamaEmbedder,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wordllama_module, "CHUNK_CACHE_SIZE", 50)
-    texts = [f"word{i} another{i} " + "x" * 40 for i in range(100)]
-    assert embedder.token_ids(texts) == _whole_text_ids(embedder, texts)
-    assert len(embedder._chunks) <= 50
+    # distinct short chunks (no digits: those are cut out and shared) and a long one, in
+    # batches that together hold more chunks than the cache may
+    for start in range(0, 200, 40):
+        texts = [f"w{chr(97 + i % 26)}{chr(97 + i // 26)} " + "x" * 40
+                 for i in range(start, start + 40)]
+        assert embedder.token_ids(texts) == _whole_text_ids(embedder, texts)
+        assert len(embedder._chunks) <= 50
     assert all(len(chunk) <= wordllama_module.CHUNK_CACHE_CHARS for chunk in embedder._chunks)
 
 
