@@ -48,7 +48,8 @@ SCHEMA: dict[str, dict[str, tuple[type, Any]]] = {
     "server": {"host": (str, "127.0.0.1"), "port": (int, 8765), "token": (str, ""),
                "idle_exit": (float, 900.0), "hub": (bool, False)},
     "store": {"synchronous": (str, "FULL"), "busy_timeout_ms": (int, 50),
-              "max_batch": (int, 256), "idle_checkpoint_after": (float, 1.0),
+              "max_batch": (int, 256), "commit_delay": (float, 0.002),
+              "idle_checkpoint_after": (float, 1.0),
               "wal_autocheckpoint_pages": (int, 1000),
               "journal_size_limit_bytes": (int, 64 * 1024 * 1024)},
     "retry": {"interval": (float, 0.05), "backoff": (float, 2.0), "max_interval": (float, 1.0),
@@ -198,6 +199,7 @@ class Settings:
             return EngineConfig(
                 embedder=self.get("embedder"), synchronous=store["synchronous"],
                 busy_timeout_ms=store["busy_timeout_ms"], max_batch=store["max_batch"],
+                commit_delay=store["commit_delay"],
                 idle_checkpoint_after=store["idle_checkpoint_after"],
                 wal_autocheckpoint_pages=store["wal_autocheckpoint_pages"],
                 journal_size_limit_bytes=store["journal_size_limit_bytes"],

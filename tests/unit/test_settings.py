@@ -20,6 +20,7 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     env = _file(tmp_path, 'embedder = "wordllama"\n[server]\nport = 9001\nhost = "127.0.0.2"\n'
                           '[retry]\nmax_retries = 3\nfail_mode = "queue"\n')
     env["TRIOMEM_SERVER_PORT"] = "9002"
+    env["TRIOMEM_STORE_COMMIT_DELAY"] = "0"
     settings = Settings.load(flags={"server.host": "127.0.0.3", "server.token": None},
                              environ=env)
     assert settings.get("embedder") == "wordllama"  # file
@@ -31,6 +32,7 @@ def test_precedence_flag_env_file_default(tmp_path: Path) -> None:
     config = settings.engine_config()
     assert config.retry == RetryPolicy(max_retries=3, fail_mode="queue")
     assert config.embedder == "wordllama"
+    assert config.commit_delay == 0  # env; the store then never waits before a commit
 
 
 def test_defaults_without_a_file(tmp_path: Path) -> None:
